@@ -1,0 +1,108 @@
+"""The FastAPI application: ``create_app(settings)`` assembles routers, errors and CORS."""
+
+from __future__ import annotations
+
+import json
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import deflect
+from deflect.api.routes import health, suggest
+from deflect.config import Settings, get_settings
+from deflect.errors import DeflectError, InvalidInputError, NotReadyError
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _field(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    details = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid":
+            return JSONResponse(status_code=400, content={
+                "error": "invalid_json", "message": f"body: invalid JSON ({err.get('ctx', {}).get('error', msg)})",
+                "details": [{"field": "body", "message": "invalid JSON"}]})
+        field = _field(loc)
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if field == "body" and ":" in msg:
+            field, msg = (s.strip() for s in msg.split(":", 1))
+        details.append({"field": field, "message": msg})
+    message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return JSONResponse(status_code=422, content={"error": "invalid_request", "message": message, "details": details})
+
+
+def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
+    """Build the app. ``engine`` may be injected (tests); otherwise it is made in the lifespan."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if engine is None:
+            from deflect.engine import Engine
+
+            app.state.engine = Engine(settings)
+        else:
+            app.state.engine = engine
+        yield
+
+    app = FastAPI(
+        title="deflect", version=deflect.__version__, lifespan=lifespan,
+        description="Suggests help-center articles while a customer types into a contact form.",
+    )
+    app.state.settings = settings
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"], max_age=600)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > MAX_BODY_BYTES
+            except ValueError:
+                return JSONResponse(status_code=400, content={"error": "invalid_request",
+                                                              "message": "content-length: not a number"})
+            if too_big:
+                return JSONResponse(status_code=413, content={
+                    "error": "too_large", "message": f"body: larger than {MAX_BODY_BYTES} bytes"})
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, exc: RequestValidationError):
+        return _validation_response(exc)
+
+    @app.exception_handler(NotReadyError)
+    async def on_not_ready(_: Request, exc: NotReadyError):
+        return JSONResponse(status_code=503, content={"error": "not_ready", "message": str(exc)})
+
+    @app.exception_handler(InvalidInputError)
+    async def on_invalid(_: Request, exc: InvalidInputError):
+        return JSONResponse(status_code=422, content={"error": "invalid_request", "message": str(exc),
+                                                      "details": [{"field": exc.field or "body", "message": str(exc)}]})
+
+    @app.exception_handler(DeflectError)
+    async def on_deflect(_: Request, exc: DeflectError):
+        return JSONResponse(status_code=503, content={"error": type(exc).__name__, "message": str(exc)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, exc: StarletteHTTPException):
+        return JSONResponse(status_code=exc.status_code, content={"error": "http_error", "message": str(exc.detail)})
+
+    app.include_router(health.router)
+    app.include_router(suggest.router)
+    return app
+
+

@@ -1,0 +1,41 @@
+"""Shared CLI plumbing: settings from options, errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deflect.config import Settings
+from deflect.errors import DeflectError
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="DEFLECT_HOME", help="Data home (indexes, models, events).", show_default=False),
+]
+
+
+def settings_for(home: Path | None, **overrides) -> Settings:
+    """Settings from the environment, with CLI options applied on top."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if home is not None:
+        values["home"] = home
+    return Settings(**values)
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn a :class:`DeflectError` into a message on stderr and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DeflectError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            sys.exit(1)
+
+    return wrapper

@@ -1,0 +1,42 @@
+"""deflect ingest SOURCE."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deflect.cli.common import HomeOpt, friendly, settings_for
+
+
+@friendly
+def ingest_cmd(
+    source: Annotated[Path, typer.Argument(help="Folder of Markdown/HTML/text files, a CSV/JSONL file, or a Zendesk export.")],
+    fmt: Annotated[str, typer.Option("--format", help="auto, markdown, html, csv, jsonl or zendesk.")] = "auto",
+    home: HomeOpt = None,
+    full: Annotated[bool, typer.Option("--full", help="Re-embed every article, not only changed ones.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Ingest a knowledge base: embed new and changed articles, drop deleted ones, swap the index in."""
+    from kb_ingest.pipeline import ingest
+    from models.embedder import load_embedder
+
+    settings = settings_for(home)
+    embedder = load_embedder(settings)
+    summary = ingest(source, settings.home, embedder, fmt=fmt, chunk_tokens=settings.chunk_tokens,
+                     chunk_overlap=settings.chunk_overlap, ann_threshold=settings.ann_threshold,
+                     progress=not as_json, full=full)
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict(), indent=2))
+        return
+    typer.echo(f"added {len(summary.added)}, updated {len(summary.updated)}, unchanged {len(summary.unchanged)}, "
+               f"removed {len(summary.removed)}, skipped {len(summary.skipped)}")
+    for s in summary.skipped:
+        typer.secho(f"  skipped {s.origin}: {s.reason}", fg=typer.colors.YELLOW)
+    if summary.changed:
+        typer.echo(f"index {summary.version} is now current ({summary.chunks} chunks, "
+                   f"{summary.embedded_chunks} embedded, {summary.seconds:.1f}s)")
+    else:
+        typer.echo(f"no changes; index {summary.version} stays current")

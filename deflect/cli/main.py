@@ -1,0 +1,26 @@
+"""The ``deflect`` command: one small module per command group."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from deflect.cli.ingest import ingest_cmd
+from deflect.cli.serve import index_app, serve_cmd, suggest_cmd
+
+app = typer.Typer(help="deflect: suggest help-center articles while customers type, and measure deflection.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.command("ingest")(ingest_cmd)
+app.command("serve")(serve_cmd)
+app.command("suggest")(suggest_cmd)
+app.add_typer(index_app, name="index")
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    app()

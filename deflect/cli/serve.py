@@ -1,0 +1,92 @@
+"""deflect serve / suggest / index info."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from deflect.cli.common import HomeOpt, friendly, settings_for
+
+index_app = typer.Typer(help="Inspect index bundles.", no_args_is_help=True)
+
+
+@friendly
+def serve_cmd(
+    host: Annotated[str, typer.Option(envvar="DEFLECT_HOST", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="DEFLECT_PORT", help="TCP port.")] = 8000,
+    home: HomeOpt = None,
+    workers: Annotated[int, typer.Option(envvar="DEFLECT_WORKERS", help="Server processes.")] = 1,
+) -> None:
+    """Serve the HTTP API (and the widget) with uvicorn."""
+    import os
+
+    import uvicorn
+
+    settings = settings_for(home)
+    if workers > 1:
+        os.environ["DEFLECT_HOME"] = str(settings.home)
+        uvicorn.run("deflect.api.main:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", access_log=False)
+        return
+    from deflect.api.main import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+
+
+@friendly
+def suggest_cmd(
+    text: Annotated[str, typer.Argument(help="What the customer typed.")],
+    k: Annotated[int, typer.Option("-k", min=1, max=10, help="How many suggestions.")] = 3,
+    home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the suggestions for TEXT, as the API would return them."""
+    from deflect.engine import Engine, SuggestQuery
+
+    engine = Engine(settings_for(home))
+    res = engine.suggest(SuggestQuery(description=text, k=k))
+    if as_json:
+        typer.echo(json.dumps({"abstained": res.abstained, "reason": res.reason,
+                               "suggestions": [s.__dict__ for s in res.would_show],
+                               "index_version": res.index_version}, indent=2, ensure_ascii=False))
+        return
+    if res.abstained:
+        typer.secho(f"abstained: {res.reason} (what would have been shown is listed below)", fg=typer.colors.YELLOW)
+    for i, s in enumerate(res.would_show, 1):
+        typer.echo(f"{i}. [{s.score:.3f}] {s.title}  ({s.article_id})\n   {s.url}\n   {s.snippet[:160]!s}")
+
+
+@index_app.command("info")
+@friendly
+def index_info(home: HomeOpt = None, version: Annotated[str | None, typer.Option(help="A version; default current.")] = None) -> None:
+    """Version, counts, embedder and creation time of an index bundle."""
+    from deflect.errors import NotReadyError
+    from models import bundle as B
+
+    settings = settings_for(home)
+    version = version or B.read_pointer(settings.home, "index")
+    if version is None:
+        raise NotReadyError(f"no index in {settings.home}: run `deflect ingest SOURCE` first")
+    m = B.read_manifest(B.bundle_path(settings.home, "index", version))
+    emb = m.get("embedder", {})
+    typer.echo(f"version:    {m['version']}\ncreated:    {m['created_at']}\n"
+               f"articles:   {m['counts']['articles']}\nchunks:     {m['counts']['chunks']}\n"
+               f"embedder:   {emb.get('name')} (dim {emb.get('dimension')}, fingerprint {emb.get('fingerprint')})\n"
+               f"vectors:    {m.get('vector_index')}\nchunking:   {m.get('chunking')}\nsource:     {m.get('source')}")
+    others = B.list_versions(settings.home, "index")
+    typer.echo(f"versions:   {len(others)} on disk")
+
+
+@index_app.command("list")
+@friendly
+def index_list(home: HomeOpt = None) -> None:
+    """Index versions on disk, the current one marked."""
+    from models import bundle as B
+
+    settings = settings_for(home)
+    cur = B.read_pointer(settings.home, "index")
+    for v in B.list_versions(settings.home, "index"):
+        m = B.read_manifest(B.bundle_path(settings.home, "index", v))
+        typer.echo(f"{'*' if v == cur else ' '} {v}  {m['counts']['articles']:>6} articles {m['counts']['chunks']:>7} chunks")

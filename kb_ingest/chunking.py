@@ -1,0 +1,70 @@
+"""Chunking: by headings first, then by length in the embedder's own tokens, with overlap."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kb_ingest.clean import Section
+from models.documents import Chunk
+
+TokenSpans = Callable[[str], list[tuple[int, int]]]
+
+
+def split_text(text: str, spans: list[tuple[int, int]], max_tokens: int, overlap: int) -> list[str]:
+    """Windows of at most ``max_tokens`` tokens overlapping by ``overlap``, cut at token edges.
+
+    A window prefers to end at a line or sentence end in its last third.
+    """
+    if max_tokens <= 0:
+        raise ValueError("max_tokens must be positive")
+    overlap = min(overlap, max_tokens // 2)
+    if len(spans) <= max_tokens:
+        return [text.strip()] if text.strip() else []
+    pieces: list[str] = []
+    start = 0
+    while start < len(spans):
+        end = min(start + max_tokens, len(spans))
+        if end < len(spans):
+            # back off to a sentence/line boundary if there is one in the last third
+            for j in range(end - 1, start + (2 * max_tokens) // 3, -1):
+                gap = text[spans[j][1]: spans[j + 1][0]] if j + 1 < len(spans) else ""
+                if "\n" in gap or text[spans[j][0]: spans[j][1]] in {".", "!", "?", ":"}:
+                    end = j + 1
+                    break
+        piece = text[spans[start][0]: spans[end - 1][1]].strip()
+        if piece:
+            pieces.append(piece)
+        if end >= len(spans):
+            break
+        start = max(end - overlap, start + 1)
+    return pieces
+
+
+def chunk_sections(
+    article_id: str, sections: list[Section], token_spans: TokenSpans, *, max_tokens: int = 200,
+    overlap: int = 40, min_tokens: int = 24,
+) -> list[Chunk]:
+    """Chunks of an article: one per heading section, long sections split by token windows.
+
+    A section shorter than ``min_tokens`` is merged into the next section that shares its
+    parent heading, so one-line sections do not become weak chunks of their own.
+    """
+    merged: list[Section] = []
+    pending: Section | None = None
+    for s in sections:
+        if pending is not None:
+            s = Section(pending.heading_path if len(pending.heading_path) <= len(s.heading_path) else s.heading_path,
+                        pending.text + "\n" + (s.heading_path[-1] + "\n" if s.heading_path and s.heading_path != pending.heading_path else "") + s.text)
+            pending = None
+        n = len(token_spans(s.text))
+        if n < min_tokens and s is not sections[-1]:
+            pending = s
+            continue
+        merged.append(s)
+    if pending is not None:
+        merged.append(pending)
+    chunks: list[Chunk] = []
+    for s in merged:
+        for piece in split_text(s.text, token_spans(s.text), max_tokens, overlap):
+            chunks.append(Chunk(article_id, len(chunks), s.heading_path, piece))
+    return chunks

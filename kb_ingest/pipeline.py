@@ -1,0 +1,147 @@
+"""Ingest: read a source, chunk, embed only what changed, write a new index bundle."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deflect.errors import BundleError, IngestError, NotReadyError
+from kb_ingest.chunking import chunk_sections
+from kb_ingest.sources import Parsed, Skipped, read_source
+from models.documents import Article, Chunk
+from models.index_bundle import IndexBundle, load_current, write_index_bundle
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    version: str | None = None
+    previous_version: str | None = None
+    chunks: int = 0
+    embedded_chunks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def as_dict(self) -> dict:
+        return {
+            "version": self.version, "previous_version": self.previous_version,
+            "added": len(self.added), "updated": len(self.updated), "unchanged": len(self.unchanged),
+            "removed": len(self.removed), "skipped": [{"origin": s.origin, "reason": s.reason} for s in self.skipped],
+            "chunks": self.chunks, "embedded_chunks": self.embedded_chunks, "seconds": round(self.seconds, 3),
+        }
+
+
+def _previous(home: Path, embedder, chunking: dict) -> IndexBundle | None:
+    try:
+        prev = load_current(home, embedder)
+    except (NotReadyError, BundleError):
+        return None
+    if prev.manifest.get("chunking") != chunking:
+        return None
+    return prev
+
+
+def ingest(
+    source: str | Path,
+    home: str | Path,
+    embedder,
+    *,
+    fmt: str = "auto",
+    chunk_tokens: int = 200,
+    chunk_overlap: int = 40,
+    ann_threshold: int = 100_000,
+    progress: bool = False,
+    full: bool = False,
+    _fail_after: str | None = None,
+) -> IngestSummary:
+    """Ingest ``source`` into ``home`` and make the new index current.
+
+    Unchanged articles (same content hash) reuse their chunks and vectors from the current
+    bundle; deleted ones are dropped. Records that cannot be read are skipped and reported.
+    If nothing usable is found, :class:`IngestError` is raised and the current index stays.
+    """
+    t0 = time.perf_counter()
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    summary = IngestSummary()
+    chunking = {"tokens": chunk_tokens, "overlap": chunk_overlap}
+
+    parsed: list[Parsed] = []
+    first_seen: dict[str, str] = {}
+    for rec in read_source(source, fmt):
+        if isinstance(rec, Skipped):
+            summary.skipped.append(rec)
+            continue
+        aid = rec.article.id
+        if aid in first_seen:
+            summary.skipped.append(Skipped(rec.origin, f"duplicate id {aid!r} (first seen at {first_seen[aid]})"))
+            continue
+        first_seen[aid] = rec.origin
+        parsed.append(rec)
+    if not parsed:
+        raise IngestError(f"{source}: no article could be ingested ({len(summary.skipped)} skipped); "
+                          "the current index is unchanged")
+
+    prev = None if full else _previous(home, embedder, chunking)
+    summary.previous_version = prev.version if prev else None
+    prev_chunks: dict[str, list[int]] = {}
+    if prev is not None:
+        for i, c in enumerate(prev.chunks):
+            prev_chunks.setdefault(c.article_id, []).append(i)
+
+    articles: list[Article] = []
+    chunks: list[Chunk] = []
+    vectors: list[np.ndarray | None] = []
+    to_embed: list[int] = []
+    for rec in parsed:
+        art = rec.article
+        old = prev.articles.get(art.id) if prev is not None else None
+        articles.append(art)
+        if old is not None and old.content_hash == art.content_hash:
+            summary.unchanged.append(art.id)
+            for i in prev_chunks.get(art.id, []):
+                chunks.append(prev.chunks[i])
+                vectors.append(prev.vectors[i])
+            continue
+        (summary.updated if old is not None else summary.added).append(art.id)
+        for c in chunk_sections(art.id, rec.sections, embedder.token_spans,
+                                max_tokens=chunk_tokens, overlap=chunk_overlap):
+            to_embed.append(len(chunks))
+            chunks.append(c)
+            vectors.append(None)
+    if prev is not None:
+        keep = {a.id for a in articles}
+        summary.removed = sorted(a for a in prev.articles if a not in keep)
+
+    summary.chunks = len(chunks)
+    if prev is not None and not summary.changed:
+        summary.version = prev.version
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    by_id = {a.id: a for a in articles}
+    if to_embed:
+        texts = [chunks[i].embed_text(by_id[chunks[i].article_id].title) for i in to_embed]
+        new = embedder.encode(texts, batch_size=32, progress=progress)
+        for i, v in zip(to_embed, new, strict=True):
+            vectors[i] = v
+    summary.embedded_chunks = len(to_embed)
+    matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, embedder.dimension), np.float32)
+    summary.version = write_index_bundle(
+        home, articles, chunks, matrix, embedder, ann_threshold=ann_threshold,
+        extra={"chunking": chunking, "source": str(source)}, _fail_after=_fail_after,
+    )
+    summary.seconds = time.perf_counter() - t0
+    return summary

@@ -1,0 +1,149 @@
+"""Versioned bundles under the data home, and the atomic ``current-*`` pointers.
+
+A bundle is written into a temporary directory beside its final place, renamed into
+place, and only then is the pointer file replaced (``os.replace`` of a temp file). A crash
+at any moment leaves the previous version serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deflect.errors import BundleError
+
+FORMAT_VERSION = 1
+KINDS = ("index", "model")
+
+
+def _dir(home: Path, kind: str) -> Path:
+    if kind not in KINDS:
+        raise ValueError(f"unknown bundle kind {kind!r}")
+    return Path(home) / f"{kind}es"
+
+
+def new_version() -> str:
+    """A sortable, unique version name such as ``20261123T130501Z-3f2a9c``."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def pointer_path(home: Path, kind: str) -> Path:
+    return Path(home) / f"current-{kind}"
+
+
+def read_pointer(home: Path, kind: str) -> str | None:
+    """The version named by ``current-<kind>``, or None when there is none."""
+    try:
+        value = pointer_path(home, kind).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return value or None
+
+
+def write_pointer(home: Path, kind: str, version: str) -> None:
+    """Make ``version`` current, atomically. The bundle must exist."""
+    if not (bundle_path(home, kind, version) / "manifest.json").exists():
+        raise BundleError(f"no {kind} bundle {version!r} in {home}")
+    home = Path(home)
+    fd, tmp = tempfile.mkstemp(dir=home, prefix=f".current-{kind}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(version + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, pointer_path(home, kind))
+    _fsync_dir(home)
+
+
+def bundle_path(home: Path, kind: str, version: str) -> Path:
+    if not version or "/" in version or version.startswith("."):
+        raise BundleError(f"invalid {kind} version {version!r}")
+    return _dir(home, kind) / version
+
+
+def list_versions(home: Path, kind: str) -> list[str]:
+    """Complete bundles of ``kind``, oldest first."""
+    d = _dir(home, kind)
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if not p.name.startswith(".") and (p / "manifest.json").exists())
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        return json.loads((Path(path) / "manifest.json").read_text())
+    except FileNotFoundError as exc:
+        raise BundleError(f"bundle {path} has no manifest.json") from exc
+    except ValueError as exc:
+        raise BundleError(f"bundle {path} has a corrupt manifest.json: {exc}") from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def staging(home: Path, kind: str) -> Iterator[Path]:
+    """A temporary directory for a bundle in the making; removed if the block fails."""
+    parent = _dir(home, kind)
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=".tmp-"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_bundle(home: Path, kind: str, fill: Callable[[Path], dict], *, make_current: bool = True) -> str:
+    """Create a bundle: ``fill(tmpdir)`` writes the files and returns the manifest fields.
+
+    The manifest is written last, the directory renamed into place, then (optionally) the
+    pointer replaced. Returns the new version.
+    """
+    version = new_version()
+    with staging(home, kind) as tmp:
+        manifest = fill(tmp)
+        manifest = {"format_version": FORMAT_VERSION, "kind": kind, "version": version,
+                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"), **manifest}
+        with open(tmp / "manifest.json", "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                with open(p, "rb") as fh:
+                    os.fsync(fh.fileno())
+        final = bundle_path(home, kind, version)
+        os.rename(tmp, final)
+        _fsync_dir(final.parent)
+    if make_current:
+        write_pointer(home, kind, version)
+    return version
+
+
+def check_embedder(manifest: dict, embedder, where: Path) -> None:
+    """Refuse a bundle built with another embedder than ``embedder``."""
+    built = manifest.get("embedder") or {}
+    if built.get("fingerprint") != embedder.fingerprint or int(built.get("dimension", -1)) != embedder.dimension:
+        raise BundleError(
+            f"{where} was built with embedder {built.get('name')!r} (fingerprint {built.get('fingerprint')}, "
+            f"dimension {built.get('dimension')}) but the configured embedder is {embedder.name!r} "
+            f"(fingerprint {embedder.fingerprint}, dimension {embedder.dimension}); "
+            "re-run `deflect ingest` with this embedder or point DEFLECT_MODEL_PATH at the original model"
+        )
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{where} has format version {manifest.get('format_version')}, expected {FORMAT_VERSION}")

@@ -1,0 +1,72 @@
+"""The data contracts shared by ingest, indexes and the engine (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Article:
+    """One help-center article, body as plain text."""
+
+    id: str
+    title: str
+    body: str
+    url: str = ""
+    locale: str = ""
+    section: str = ""
+    tags: tuple[str, ...] = ()
+    updated_at: str = ""
+    content_hash: str = ""
+
+    def with_hash(self) -> Article:
+        """A copy whose ``content_hash`` covers everything that is embedded or shown."""
+        payload = json.dumps([self.title, self.body, self.url, self.section, list(self.tags), self.locale])
+        return Article(**{**asdict(self), "tags": tuple(self.tags),
+                          "content_hash": hashlib.sha256(payload.encode()).hexdigest()[:20]})
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["tags"] = list(self.tags)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Article:
+        return cls(**{**d, "tags": tuple(d.get("tags") or ())})
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of an article: what is embedded and what a snippet shows."""
+
+    article_id: str
+    position: int
+    heading_path: tuple[str, ...]
+    text: str
+
+    def embed_text(self, title: str) -> str:
+        """The text given to the embedder: title, headings, then the chunk."""
+        heads = [h for h in self.heading_path if h and h != title]
+        return "\n".join([title, *heads, self.text]) if heads else f"{title}\n{self.text}"
+
+    def to_json(self) -> dict:
+        return {"article_id": self.article_id, "position": self.position,
+                "heading_path": list(self.heading_path), "text": self.text}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Chunk:
+        return cls(d["article_id"], int(d["position"]), tuple(d.get("heading_path") or ()), d["text"])
+
+
+@dataclass
+class Suggestion:
+    """An article suggested for a query; ``snippet`` is its best chunk."""
+
+    article_id: str
+    title: str
+    url: str
+    snippet: str
+    score: float
+    heading_path: list[str] = field(default_factory=list)

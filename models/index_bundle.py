@@ -1,0 +1,112 @@
+"""The index bundle: articles, chunks, their vectors (FAISS), a BM25 index, a manifest."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deflect.errors import BundleError, NotReadyError
+from models import bundle as B
+from models.documents import Article, Chunk
+from models.lexical import BM25Index
+from models.vector_index import FaissIndex, build_index
+
+
+@dataclass
+class IndexBundle:
+    """Everything retrieval needs, loaded in memory."""
+
+    path: Path
+    manifest: dict
+    articles: dict[str, Article]
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    dense: FaissIndex
+    lexical: BM25Index
+    chunk_article: np.ndarray  # chunk position -> article row
+    article_ids: list[str]
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @classmethod
+    def load(cls, path: Path, embedder=None) -> IndexBundle:
+        """Load a bundle; with ``embedder``, refuse one built by another embedder."""
+        path = Path(path)
+        manifest = B.read_manifest(path)
+        if embedder is not None:
+            B.check_embedder(manifest, embedder, path)
+        try:
+            with open(path / "articles.jsonl") as f:
+                articles = [Article.from_json(json.loads(line)) for line in f]
+            with open(path / "chunks.jsonl") as f:
+                chunks = [Chunk.from_json(json.loads(line)) for line in f]
+            vectors = np.load(path / "vectors.npy")
+            dense = FaissIndex.load(path / "vectors.faiss")
+            lexical = BM25Index.load(path / "lexical")
+        except (OSError, ValueError, KeyError) as exc:
+            raise BundleError(f"index bundle {path} is incomplete or corrupt: {exc}") from exc
+        if not (len(chunks) == len(vectors) == len(dense) == len(lexical)):
+            raise BundleError(f"index bundle {path} is inconsistent: {len(chunks)} chunks, "
+                              f"{len(vectors)} vectors, {len(dense)} dense, {len(lexical)} lexical entries")
+        by_id = {a.id: a for a in articles}
+        article_ids = [a.id for a in articles]
+        row = {aid: i for i, aid in enumerate(article_ids)}
+        chunk_article = np.array([row[c.article_id] for c in chunks], dtype=np.int64)
+        return cls(path, manifest, by_id, chunks, vectors, dense, lexical, chunk_article, article_ids)
+
+
+def load_current(home: Path, embedder=None) -> IndexBundle:
+    """The bundle named by ``current-index``."""
+    version = B.read_pointer(home, "index")
+    if version is None:
+        raise NotReadyError(f"no index in {home}: run `deflect ingest SOURCE` first")
+    return IndexBundle.load(B.bundle_path(home, "index", version), embedder)
+
+
+def write_index_bundle(
+    home: Path,
+    articles: Sequence[Article],
+    chunks: Sequence[Chunk],
+    vectors: np.ndarray,
+    embedder,
+    *,
+    ann_threshold: int,
+    extra: dict | None = None,
+    make_current: bool = True,
+    _fail_after: str | None = None,
+) -> str:
+    """Write a complete index bundle and (by default) make it current. Returns its version."""
+    if len(chunks) != len(vectors):
+        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+
+    def fill(tmp: Path) -> dict:
+        with open(tmp / "articles.jsonl", "w") as f:
+            for a in articles:
+                f.write(json.dumps(a.to_json(), ensure_ascii=False) + "\n")
+        with open(tmp / "chunks.jsonl", "w") as f:
+            for c in chunks:
+                f.write(json.dumps(c.to_json(), ensure_ascii=False) + "\n")
+        np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+        if _fail_after == "vectors":  # used by the crash-safety test
+            raise RuntimeError("simulated crash while writing the bundle")
+        index = build_index(np.asarray(vectors, dtype=np.float32).reshape(len(chunks), embedder.dimension),
+                            ann_threshold=ann_threshold)
+        index.save(tmp / "vectors.faiss")
+        by_id = {a.id: a for a in articles}
+        lex = BM25Index()
+        lex.index([c.embed_text(by_id[c.article_id].title) for c in chunks])
+        lex.save(tmp / "lexical")
+        return {
+            "embedder": {"name": embedder.name, "dimension": embedder.dimension, "fingerprint": embedder.fingerprint},
+            "counts": {"articles": len(articles), "chunks": len(chunks)},
+            "vector_index": index.kind,
+            **(extra or {}),
+        }
+
+    return B.write_bundle(Path(home), "index", fill, make_current=make_current)
