@@ -27,18 +27,27 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEFLECT_", extra="ignore")
 
     home: Path = Field(default=Path("./deflect-home"), description="Data home (indexes, models, events).")
-    model_path: str = Field(default="", description="sentence-transformers model directory; empty = packaged all-MiniLM-L6-v2.")
+    model_path: str = Field(
+        default="", description="sentence-transformers model directory; empty = packaged all-MiniLM-L6-v2."
+    )
     encoder_backend: Literal["onnx", "torch"] = "onnx"
     onnx_quantize: Literal["int8", "fp32"] = "int8"
     onnx_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per call.")
     chunk_tokens: int = Field(default=200, ge=32, le=512)
     chunk_overlap: int = Field(default=40, ge=0, le=256)
-    ann_threshold: int = Field(default=100_000, ge=1, description="Chunk count above which an approximate (HNSW) index is built.")
+    ann_threshold: int = Field(
+        default=100_000, ge=1, description="Chunk count above which an approximate (HNSW) index is built."
+    )
     fusion: Literal["convex", "rrf", "dense", "lexical"] = "convex"
-    fusion_alpha: float = Field(default=0.75, ge=0.0, le=1.0, description="Weight of the dense score in convex fusion.")
-    min_score: float = Field(default=0.45, ge=0.0, le=1.0, description="Abstain below this top-article score.")
+    title_weight: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="Share of the title's cosine in the dense score."
+    )
+    fusion_alpha: float = Field(default=0.9, ge=0.0, le=1.0, description="Weight of the dense score in convex fusion.")
+    min_score: float = Field(default=0.47, ge=0.0, le=1.0, description="Abstain below this top-article score.")
     candidates: int = Field(default=50, ge=10, le=1000, description="Chunks fetched from each retriever before fusion.")
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Origins allowed to call the API from a browser.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser."
+    )
     reload_interval: float = Field(default=1.0, ge=0.0, description="Seconds between checks for a new current index.")
     max_subject_chars: int = 500
     max_description_chars: int = 10_000

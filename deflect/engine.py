@@ -139,18 +139,34 @@ class Engine:
         bundle = bundle or self.index.get()
         qv = None if s.fusion == "lexical" else self.embedder.encode([text])[0]
         want = k if not locale else k * 4
-        hits = rank_articles(bundle, text, qv, want, mode=s.fusion, alpha=s.fusion_alpha, candidates=s.candidates)
+        hits = rank_articles(
+            bundle,
+            text,
+            qv,
+            want,
+            mode=s.fusion,
+            alpha=s.fusion_alpha,
+            title_weight=s.title_weight,
+            candidates=s.candidates,
+        )
         if locale:
             lang = locale.lower().split("-")[0]
-            hits = [h for h in hits
-                    if not bundle.articles[h.article_id].locale
-                    or bundle.articles[h.article_id].locale.lower().split("-")[0] == lang][:k]
+            hits = [
+                h
+                for h in hits
+                if not bundle.articles[h.article_id].locale
+                or bundle.articles[h.article_id].locale.lower().split("-")[0] == lang
+            ][:k]
         return hits
 
     def threshold(self, bundle: IndexBundle) -> float:
         """The abstention threshold: the index's tuned value if any, else the setting."""
         tuned = (bundle.manifest.get("tuning") or {}).get("min_score")
-        return float(tuned) if tuned is not None and "min_score" not in self.settings.model_fields_set else self.settings.min_score
+        return (
+            float(tuned)
+            if tuned is not None and "min_score" not in self.settings.model_fields_set
+            else self.settings.min_score
+        )
 
     def suggest(self, q: SuggestQuery) -> SuggestResult:
         """Suggestions for what the customer typed, or an abstention with its reason."""
@@ -161,16 +177,23 @@ class Engine:
         for h in hits:
             art = bundle.articles[h.article_id]
             chunk = bundle.chunks[h.chunk]
-            suggestions.append(Suggestion(art.id, art.title, art.url, chunk.text, round(h.score, 4),
-                                          list(chunk.heading_path)))
+            suggestions.append(
+                Suggestion(art.id, art.title, art.url, chunk.text, round(h.score, 4), list(chunk.heading_path))
+            )
         abstained, reason = False, None
         if not suggestions:
             abstained, reason = True, "no_match"
         elif self.settings.fusion in ("convex", "dense") and suggestions[0].score < self.threshold(bundle):
             abstained, reason = True, "low_confidence"
         return SuggestResult(
-            request_id=uuid.uuid4().hex, variant="treatment", abstained=abstained, reason=reason, intent=None,
-            suggestions=[] if abstained else suggestions, would_show=suggestions,
-            index_version=bundle.version, model_version=None,
+            request_id=uuid.uuid4().hex,
+            variant="treatment",
+            abstained=abstained,
+            reason=reason,
+            intent=None,
+            suggestions=[] if abstained else suggestions,
+            would_show=suggestions,
+            index_version=bundle.version,
+            model_version=None,
             latency_ms=(time.perf_counter() - t0) * 1000,
         )

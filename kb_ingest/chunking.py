@@ -27,11 +27,11 @@ def split_text(text: str, spans: list[tuple[int, int]], max_tokens: int, overlap
         if end < len(spans):
             # back off to a sentence/line boundary if there is one in the last third
             for j in range(end - 1, start + (2 * max_tokens) // 3, -1):
-                gap = text[spans[j][1]: spans[j + 1][0]] if j + 1 < len(spans) else ""
-                if "\n" in gap or text[spans[j][0]: spans[j][1]] in {".", "!", "?", ":"}:
+                gap = text[spans[j][1] : spans[j + 1][0]] if j + 1 < len(spans) else ""
+                if "\n" in gap or text[spans[j][0] : spans[j][1]] in {".", "!", "?", ":"}:
                     end = j + 1
                     break
-        piece = text[spans[start][0]: spans[end - 1][1]].strip()
+        piece = text[spans[start][0] : spans[end - 1][1]].strip()
         if piece:
             pieces.append(piece)
         if end >= len(spans):
@@ -41,8 +41,13 @@ def split_text(text: str, spans: list[tuple[int, int]], max_tokens: int, overlap
 
 
 def chunk_sections(
-    article_id: str, sections: list[Section], token_spans: TokenSpans, *, max_tokens: int = 200,
-    overlap: int = 40, min_tokens: int = 24,
+    article_id: str,
+    sections: list[Section],
+    token_spans: TokenSpans,
+    *,
+    max_tokens: int = 200,
+    overlap: int = 40,
+    min_tokens: int = 24,
 ) -> list[Chunk]:
     """Chunks of an article: one per heading section, long sections split by token windows.
 
@@ -53,8 +58,13 @@ def chunk_sections(
     pending: Section | None = None
     for s in sections:
         if pending is not None:
-            s = Section(pending.heading_path if len(pending.heading_path) <= len(s.heading_path) else s.heading_path,
-                        pending.text + "\n" + (s.heading_path[-1] + "\n" if s.heading_path and s.heading_path != pending.heading_path else "") + s.text)
+            s = Section(
+                pending.heading_path if len(pending.heading_path) <= len(s.heading_path) else s.heading_path,
+                pending.text
+                + "\n"
+                + (s.heading_path[-1] + "\n" if s.heading_path and s.heading_path != pending.heading_path else "")
+                + s.text,
+            )
             pending = None
         n = len(token_spans(s.text))
         if n < min_tokens and s is not sections[-1]:

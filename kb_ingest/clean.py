@@ -12,12 +12,54 @@ from dataclasses import dataclass
 from markdown_it import MarkdownIt
 from selectolax.lexbor import LexborHTMLParser
 
-DROP = {"script", "style", "nav", "header", "footer", "aside", "noscript", "form", "iframe", "svg",
-        "template", "button", "select", "textarea", "head", "-comment", "object", "canvas"}
+DROP = {
+    "script",
+    "style",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "noscript",
+    "form",
+    "iframe",
+    "svg",
+    "template",
+    "button",
+    "select",
+    "textarea",
+    "head",
+    "-comment",
+    "object",
+    "canvas",
+}
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
-BLOCK = {"p", "div", "section", "article", "main", "blockquote", "pre", "ul", "ol", "dl", "dt", "dd",
-         "table", "thead", "tbody", "tfoot", "figure", "figcaption", "details", "summary", "hr", "body",
-         "html", "center", "address"}
+BLOCK = {
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "blockquote",
+    "pre",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "table",
+    "thead",
+    "tbody",
+    "tfoot",
+    "figure",
+    "figcaption",
+    "details",
+    "summary",
+    "hr",
+    "body",
+    "html",
+    "center",
+    "address",
+}
 _WS = re.compile(r"[ \t\r\f\v\u00a0]+")
 _md = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
 
@@ -75,8 +117,11 @@ class _Walker:
                 self.flush()
             elif tag == "tr":
                 self.flush()
-                cells = [_WS.sub(" ", c.text(separator=" ", strip=True)).strip()
-                         for c in child.iter() if c.tag in ("td", "th")]
+                cells = [
+                    _WS.sub(" ", c.text(separator=" ", strip=True)).strip()
+                    for c in child.iter()
+                    if c.tag in ("td", "th")
+                ]
                 cells = [c for c in cells if c]
                 if cells:
                     self.lines.append(" | ".join(cells))

@@ -36,10 +36,16 @@ class IngestSummary:
 
     def as_dict(self) -> dict:
         return {
-            "version": self.version, "previous_version": self.previous_version,
-            "added": len(self.added), "updated": len(self.updated), "unchanged": len(self.unchanged),
-            "removed": len(self.removed), "skipped": [{"origin": s.origin, "reason": s.reason} for s in self.skipped],
-            "chunks": self.chunks, "embedded_chunks": self.embedded_chunks, "seconds": round(self.seconds, 3),
+            "version": self.version,
+            "previous_version": self.previous_version,
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": len(self.unchanged),
+            "removed": len(self.removed),
+            "skipped": [{"origin": s.origin, "reason": s.reason} for s in self.skipped],
+            "chunks": self.chunks,
+            "embedded_chunks": self.embedded_chunks,
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -91,17 +97,21 @@ def ingest(
         first_seen[aid] = rec.origin
         parsed.append(rec)
     if not parsed:
-        raise IngestError(f"{source}: no article could be ingested ({len(summary.skipped)} skipped); "
-                          "the current index is unchanged")
+        raise IngestError(
+            f"{source}: no article could be ingested ({len(summary.skipped)} skipped); the current index is unchanged"
+        )
 
     prev = None if full else _previous(home, embedder, chunking)
     summary.previous_version = prev.version if prev else None
     prev_chunks: dict[str, list[int]] = {}
+    prev_titles: dict[str, np.ndarray] = {}
     if prev is not None:
+        prev_titles = dict(zip(prev.article_ids, prev.title_vectors, strict=True))
         for i, c in enumerate(prev.chunks):
             prev_chunks.setdefault(c.article_id, []).append(i)
 
     articles: list[Article] = []
+    titles: list[np.ndarray | None] = []
     chunks: list[Chunk] = []
     vectors: list[np.ndarray | None] = []
     to_embed: list[int] = []
@@ -111,13 +121,16 @@ def ingest(
         articles.append(art)
         if old is not None and old.content_hash == art.content_hash:
             summary.unchanged.append(art.id)
+            titles.append(prev_titles[art.id])
             for i in prev_chunks.get(art.id, []):
                 chunks.append(prev.chunks[i])
                 vectors.append(prev.vectors[i])
             continue
         (summary.updated if old is not None else summary.added).append(art.id)
-        for c in chunk_sections(art.id, rec.sections, embedder.token_spans,
-                                max_tokens=chunk_tokens, overlap=chunk_overlap):
+        titles.append(None)
+        for c in chunk_sections(
+            art.id, rec.sections, embedder.token_spans, max_tokens=chunk_tokens, overlap=chunk_overlap
+        ):
             to_embed.append(len(chunks))
             chunks.append(c)
             vectors.append(None)
@@ -134,14 +147,27 @@ def ingest(
     by_id = {a.id: a for a in articles}
     if to_embed:
         texts = [chunks[i].embed_text(by_id[chunks[i].article_id].title) for i in to_embed]
-        new = embedder.encode(texts, batch_size=32, progress=progress)
+        new = embedder.encode(texts, batch_size=4, progress=progress)
         for i, v in zip(to_embed, new, strict=True):
             vectors[i] = v
     summary.embedded_chunks = len(to_embed)
+    new_titles = [i for i, t in enumerate(titles) if t is None]
+    if new_titles:
+        tv = embedder.encode([articles[i].title for i in new_titles], batch_size=32)
+        for i, v in zip(new_titles, tv, strict=True):
+            titles[i] = v
+    title_matrix = np.vstack(titles).astype(np.float32)
     matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, embedder.dimension), np.float32)
     summary.version = write_index_bundle(
-        home, articles, chunks, matrix, embedder, ann_threshold=ann_threshold,
-        extra={"chunking": chunking, "source": str(source)}, _fail_after=_fail_after,
+        home,
+        articles,
+        chunks,
+        matrix,
+        title_matrix,
+        embedder,
+        ann_threshold=ann_threshold,
+        extra={"chunking": chunking, "source": str(source)},
+        _fail_after=_fail_after,
     )
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -85,8 +85,13 @@ def _make(fields: dict, body_sections: list[Section], origin: str, title_from_bo
         if not body.strip():
             return Skipped(origin, f"article {aid}: empty body after cleaning")
         art = Article(
-            id=aid, title=title, body=body, url=_str(fields.get("url")), locale=_str(fields.get("locale")),
-            section=_str(fields.get("section")), tags=_tags(fields.get("tags")),
+            id=aid,
+            title=title,
+            body=body,
+            url=_str(fields.get("url")),
+            locale=_str(fields.get("locale")),
+            section=_str(fields.get("section")),
+            tags=_tags(fields.get("tags")),
             updated_at=_str(fields.get("updated_at")),
         ).with_hash()
     except ValueError as exc:
@@ -140,7 +145,7 @@ def read_document(path: Path, root: Path) -> Parsed | Skipped:
         if loaded is not None and not isinstance(loaded, dict):
             return Skipped(origin, "front matter is not a mapping")
         meta = loaded or {}
-        text = text[m.end():]
+        text = text[m.end() :]
     ext = path.suffix.lower()
     kind = "html" if ext in HTML_EXT else "text" if ext in TXT_EXT else "markdown"
     sections, h1 = _body_sections(text, kind)
@@ -153,8 +158,13 @@ def read_document(path: Path, root: Path) -> Parsed | Skipped:
 
 
 def read_folder(root: Path) -> Iterator[Parsed | Skipped]:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MD_EXT | HTML_EXT | TXT_EXT
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in MD_EXT | HTML_EXT | TXT_EXT
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     if not files:
         raise IngestError(f"{root}: no Markdown, HTML or text files found")
     for p in files:
@@ -269,10 +279,14 @@ def read_zendesk(path: Path) -> Iterator[Parsed | Skipped]:
                 yield Skipped(origin, f"article {a.get('id')}: draft")
                 continue
             fields = {
-                "id": a.get("id"), "title": a.get("title"), "body": a.get("body"), "url": a.get("html_url"),
+                "id": a.get("id"),
+                "title": a.get("title"),
+                "body": a.get("body"),
+                "url": a.get("html_url"),
                 "locale": a.get("locale"),
                 "section": "" if a.get("section_id") is None else str(a.get("section_id")),
-                "tags": a.get("label_names") or (), "updated_at": a.get("updated_at"),
+                "tags": a.get("label_names") or (),
+                "updated_at": a.get("updated_at"),
             }
             yield _record(fields, origin, html_body=True)
 

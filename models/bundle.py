@@ -117,8 +117,13 @@ def write_bundle(home: Path, kind: str, fill: Callable[[Path], dict], *, make_cu
     version = new_version()
     with staging(home, kind) as tmp:
         manifest = fill(tmp)
-        manifest = {"format_version": FORMAT_VERSION, "kind": kind, "version": version,
-                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"), **manifest}
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kind": kind,
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **manifest,
+        }
         with open(tmp / "manifest.json", "w") as f:
             json.dump(manifest, f, indent=2)
             f.flush()

@@ -24,8 +24,13 @@ class Article:
     def with_hash(self) -> Article:
         """A copy whose ``content_hash`` covers everything that is embedded or shown."""
         payload = json.dumps([self.title, self.body, self.url, self.section, list(self.tags), self.locale])
-        return Article(**{**asdict(self), "tags": tuple(self.tags),
-                          "content_hash": hashlib.sha256(payload.encode()).hexdigest()[:20]})
+        return Article(
+            **{
+                **asdict(self),
+                "tags": tuple(self.tags),
+                "content_hash": hashlib.sha256(payload.encode()).hexdigest()[:20],
+            }
+        )
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -52,8 +57,12 @@ class Chunk:
         return "\n".join([title, *heads, self.text]) if heads else f"{title}\n{self.text}"
 
     def to_json(self) -> dict:
-        return {"article_id": self.article_id, "position": self.position,
-                "heading_path": list(self.heading_path), "text": self.text}
+        return {
+            "article_id": self.article_id,
+            "position": self.position,
+            "heading_path": list(self.heading_path),
+            "text": self.text,
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> Chunk:

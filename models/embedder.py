@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -132,7 +134,9 @@ class TorchEmbedder(_TokenizerMixin):
 
     def _read_dimension(self) -> int:
         try:
-            return int(json.loads((self.model_dir / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"])
+            return int(
+                json.loads((self.model_dir / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"]
+            )
         except (OSError, ValueError, KeyError):
             return int(self.model.get_sentence_embedding_dimension())
 
@@ -154,8 +158,11 @@ class TorchEmbedder(_TokenizerMixin):
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
         out = self.model.encode(
-            list(texts), batch_size=batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=progress,
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
         )
         return np.ascontiguousarray(out, dtype=np.float32)
 
@@ -191,7 +198,7 @@ def export_onnx(model_dir: str | Path, cache_root: str | Path, *, quantize: str 
     target_dir = Path(cache_root) / fp
     fp32 = target_dir / "model.onnx"
     int8 = target_dir / "model.int8.onnx"
-    wanted = int8 if quantize == "int8" else fp32
+    wanted = int8 if quantize == "int8" else target_dir / "model.opt.onnx"
     if wanted.exists():
         return wanted
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -205,11 +212,14 @@ def export_onnx(model_dir: str | Path, cache_root: str | Path, *, quantize: str 
         ids = tok["input_ids"]
         mask = tok["attention_mask"]
         tt = tok.get("token_type_ids", torch.zeros_like(ids))
-        with tempfile.TemporaryDirectory(dir=target_dir) as tmp:
+        with tempfile.TemporaryDirectory(dir=target_dir) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             tmp_path = Path(tmp) / "model.onnx"
             with torch.no_grad():
                 torch.onnx.export(
-                    wrapper, (ids, mask, tt), str(tmp_path),
+                    wrapper,
+                    (ids, mask, tt),
+                    str(tmp_path),
                     input_names=["input_ids", "attention_mask", "token_type_ids"],
                     output_names=["embedding"],
                     dynamic_axes={
@@ -222,21 +232,65 @@ def export_onnx(model_dir: str | Path, cache_root: str | Path, *, quantize: str 
                     dynamo=False,
                 )
             os.replace(tmp_path, fp32)
+    opt = target_dir / "model.opt.onnx"
+    if not opt.exists():
+        _optimize(model_dir, fp32, opt)
     if quantize == "int8" and not int8.exists():
+        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        logging.getLogger("root").setLevel(logging.ERROR)  # quantize_dynamic's pre-processing hint
         with tempfile.TemporaryDirectory(dir=target_dir) as tmp:
             tmp_path = Path(tmp) / "model.int8.onnx"
-            quantize_dynamic(str(fp32), str(tmp_path), weight_type=QuantType.QInt8)
+            # per-channel weights keep cosine ~0.99 to fp32; per-tensor drops it to ~0.92
+            quantize_dynamic(
+                str(opt),
+                str(tmp_path),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
             os.replace(tmp_path, int8)
+    if quantize == "fp32":
+        return opt
     return wanted
+
+
+def _optimize(model_dir: Path, src: Path, dst: Path) -> None:
+    """Fuse attention, LayerNorm and GELU with onnxruntime's transformer optimizer.
+
+    Falls back to a plain copy for architectures the optimizer does not know.
+    """
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}")
+    try:
+        from onnxruntime.transformers import optimizer
+
+        cfg = json.loads((model_dir / "config.json").read_text())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = optimizer.optimize_model(
+                str(src),
+                model_type="bert",
+                num_heads=int(cfg.get("num_attention_heads", 0)),
+                hidden_size=int(cfg.get("hidden_size", 0)),
+            )
+        model.save_model_to_file(str(tmp))
+    except Exception:  # noqa: BLE001 - any failure: serve the unoptimised graph
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 class OnnxEmbedder(_TokenizerMixin):
     """The sentence-transformers model run by onnxruntime, with the model's fast tokenizer."""
 
     def __init__(
-        self, model_dir: str | Path, cache_root: str | Path, *, quantize: str = "int8", threads: int = 1
+        self,
+        model_dir: str | Path,
+        cache_root: str | Path,
+        *,
+        quantize: str = "int8",
+        threads: int = 1,
+        parallel: int = 1,
     ) -> None:
         import onnxruntime as ort
 
@@ -245,6 +299,7 @@ class OnnxEmbedder(_TokenizerMixin):
         self.name = model_name(self.model_dir)
         self.max_tokens = _read_max_tokens(self.model_dir)
         self.quantize = quantize
+        self.parallel = max(1, parallel)
         self.onnx_path = export_onnx(self.model_dir, cache_root, quantize=quantize)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -276,14 +331,28 @@ class OnnxEmbedder(_TokenizerMixin):
             return np.zeros((0, getattr(self, "dimension", 0)), dtype=np.float32)
         # sort by length so each batch pads to similar lengths, then restore the order
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[np.ndarray] = []
-        batches = range(0, len(texts), batch_size)
+        starts = list(range(0, len(texts), batch_size))
+        bar = None
         if progress:
             from tqdm import tqdm
 
-            batches = tqdm(batches, desc="embedding", unit="batch")
-        for start in batches:
-            out.append(self._run([texts[i] for i in order[start : start + batch_size]]))
+            bar = tqdm(total=len(texts), desc="embedding", unit="chunk")
+
+        def run(start: int) -> np.ndarray:
+            part = self._run([texts[i] for i in order[start : start + batch_size]])
+            if bar is not None:
+                bar.update(len(part))
+            return part
+
+        if self.parallel > 1 and len(starts) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(self.parallel) as pool:  # onnxruntime releases the GIL
+                out = list(pool.map(run, starts))
+        else:
+            out = [run(s) for s in starts]
+        if bar is not None:
+            bar.close()
         stacked = np.concatenate(out).astype(np.float32, copy=False)
         result = np.empty_like(stacked)
         result[np.array(order)] = stacked
@@ -321,9 +390,21 @@ class KeywordEmbedder:
         return [m.span() for m in _WORD.finditer(text)]
 
 
-def load_embedder(settings) -> Embedder:
-    """The embedder the settings ask for (ONNX by default)."""
+def load_embedder(settings, *, bulk: bool = False) -> Embedder:
+    """The embedder the settings ask for (ONNX by default).
+
+    Serving runs one single-threaded inference per request (requests run side by side);
+    ``bulk=True`` (ingest) runs one single-threaded batch per core in parallel, which was
+    faster on 2 cores than one batch with two intra-op threads.
+    """
     path = settings.resolved_model_path()
+    cores = os.cpu_count() or 1
     if settings.encoder_backend == "torch":
-        return TorchEmbedder(path)
-    return OnnxEmbedder(path, Path(settings.home) / "onnx", quantize=settings.onnx_quantize, threads=settings.onnx_threads)
+        return TorchEmbedder(path, threads=cores if bulk else None)
+    return OnnxEmbedder(
+        path,
+        Path(settings.home) / "onnx",
+        quantize=settings.onnx_quantize,
+        threads=settings.onnx_threads,
+        parallel=cores if bulk else 1,
+    )

@@ -29,6 +29,9 @@ class IndexBundle:
     lexical: BM25Index
     chunk_article: np.ndarray  # chunk position -> article row
     article_ids: list[str]
+    title_vectors: np.ndarray  # one per article, in ``article_ids`` order
+    article_start: np.ndarray  # first chunk of each article (chunks are stored grouped by article)
+    article_end: np.ndarray
 
     @property
     def version(self) -> str:
@@ -47,18 +50,41 @@ class IndexBundle:
             with open(path / "chunks.jsonl") as f:
                 chunks = [Chunk.from_json(json.loads(line)) for line in f]
             vectors = np.load(path / "vectors.npy")
+            title_vectors = np.load(path / "titles.npy")
             dense = FaissIndex.load(path / "vectors.faiss")
             lexical = BM25Index.load(path / "lexical")
         except (OSError, ValueError, KeyError) as exc:
             raise BundleError(f"index bundle {path} is incomplete or corrupt: {exc}") from exc
         if not (len(chunks) == len(vectors) == len(dense) == len(lexical)):
-            raise BundleError(f"index bundle {path} is inconsistent: {len(chunks)} chunks, "
-                              f"{len(vectors)} vectors, {len(dense)} dense, {len(lexical)} lexical entries")
+            raise BundleError(
+                f"index bundle {path} is inconsistent: {len(chunks)} chunks, "
+                f"{len(vectors)} vectors, {len(dense)} dense, {len(lexical)} lexical entries"
+            )
         by_id = {a.id: a for a in articles}
         article_ids = [a.id for a in articles]
         row = {aid: i for i, aid in enumerate(article_ids)}
         chunk_article = np.array([row[c.article_id] for c in chunks], dtype=np.int64)
-        return cls(path, manifest, by_id, chunks, vectors, dense, lexical, chunk_article, article_ids)
+        if len(chunk_article) and np.any(np.diff(chunk_article) < 0):
+            raise BundleError(f"index bundle {path}: chunks are not grouped by article")
+        if len(title_vectors) != len(articles):
+            raise BundleError(f"index bundle {path}: {len(title_vectors)} title vectors for {len(articles)} articles")
+        rows = np.arange(len(articles))
+        start = np.searchsorted(chunk_article, rows, side="left")
+        end = np.searchsorted(chunk_article, rows, side="right")
+        return cls(
+            path,
+            manifest,
+            by_id,
+            chunks,
+            vectors,
+            dense,
+            lexical,
+            chunk_article,
+            article_ids,
+            title_vectors,
+            start,
+            end,
+        )
 
 
 def load_current(home: Path, embedder=None) -> IndexBundle:
@@ -74,6 +100,7 @@ def write_index_bundle(
     articles: Sequence[Article],
     chunks: Sequence[Chunk],
     vectors: np.ndarray,
+    title_vectors: np.ndarray,
     embedder,
     *,
     ann_threshold: int,
@@ -84,6 +111,11 @@ def write_index_bundle(
     """Write a complete index bundle and (by default) make it current. Returns its version."""
     if len(chunks) != len(vectors):
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+    if len(articles) != len(title_vectors):
+        raise ValueError(f"{len(articles)} articles but {len(title_vectors)} title vectors")
+    order = {a.id: i for i, a in enumerate(articles)}
+    if any(order[chunks[i].article_id] > order[chunks[i + 1].article_id] for i in range(len(chunks) - 1)):
+        raise ValueError("chunks must be grouped by article, in article order")
 
     def fill(tmp: Path) -> dict:
         with open(tmp / "articles.jsonl", "w") as f:
@@ -93,10 +125,14 @@ def write_index_bundle(
             for c in chunks:
                 f.write(json.dumps(c.to_json(), ensure_ascii=False) + "\n")
         np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+        np.save(
+            tmp / "titles.npy", np.ascontiguousarray(title_vectors, dtype=np.float32).reshape(-1, embedder.dimension)
+        )
         if _fail_after == "vectors":  # used by the crash-safety test
             raise RuntimeError("simulated crash while writing the bundle")
-        index = build_index(np.asarray(vectors, dtype=np.float32).reshape(len(chunks), embedder.dimension),
-                            ann_threshold=ann_threshold)
+        index = build_index(
+            np.asarray(vectors, dtype=np.float32).reshape(len(chunks), embedder.dimension), ann_threshold=ann_threshold
+        )
         index.save(tmp / "vectors.faiss")
         by_id = {a.id: a for a in articles}
         lex = BM25Index()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -30,12 +29,17 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
         loc = tuple(err.get("loc", ()))
         msg = err.get("msg", "invalid")
         if err.get("type") == "json_invalid":
-            return JSONResponse(status_code=400, content={
-                "error": "invalid_json", "message": f"body: invalid JSON ({err.get('ctx', {}).get('error', msg)})",
-                "details": [{"field": "body", "message": "invalid JSON"}]})
+            return JSONResponse(
+                status_code=400,
+                content={
+                    "error": "invalid_json",
+                    "message": f"body: invalid JSON ({err.get('ctx', {}).get('error', msg)})",
+                    "details": [{"field": "body", "message": "invalid JSON"}],
+                },
+            )
         field = _field(loc)
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         if field == "body" and ":" in msg:
             field, msg = (s.strip() for s in msg.split(":", 1))
         details.append({"field": field, "message": msg})
@@ -58,13 +62,20 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         yield
 
     app = FastAPI(
-        title="deflect", version=deflect.__version__, lifespan=lifespan,
+        title="deflect",
+        version=deflect.__version__,
+        lifespan=lifespan,
         description="Suggests help-center articles while a customer types into a contact form.",
     )
     app.state.settings = settings
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type"], max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            max_age=600,
+        )
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -73,11 +84,14 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             try:
                 too_big = int(length) > MAX_BODY_BYTES
             except ValueError:
-                return JSONResponse(status_code=400, content={"error": "invalid_request",
-                                                              "message": "content-length: not a number"})
+                return JSONResponse(
+                    status_code=400, content={"error": "invalid_request", "message": "content-length: not a number"}
+                )
             if too_big:
-                return JSONResponse(status_code=413, content={
-                    "error": "too_large", "message": f"body: larger than {MAX_BODY_BYTES} bytes"})
+                return JSONResponse(
+                    status_code=413,
+                    content={"error": "too_large", "message": f"body: larger than {MAX_BODY_BYTES} bytes"},
+                )
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
@@ -90,8 +104,14 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
 
     @app.exception_handler(InvalidInputError)
     async def on_invalid(_: Request, exc: InvalidInputError):
-        return JSONResponse(status_code=422, content={"error": "invalid_request", "message": str(exc),
-                                                      "details": [{"field": exc.field or "body", "message": str(exc)}]})
+        return JSONResponse(
+            status_code=422,
+            content={
+                "error": "invalid_request",
+                "message": str(exc),
+                "details": [{"field": exc.field or "body", "message": str(exc)}],
+            },
+        )
 
     @app.exception_handler(DeflectError)
     async def on_deflect(_: Request, exc: DeflectError):
@@ -104,5 +124,3 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(suggest.router)
     return app
-
-

@@ -17,7 +17,7 @@ class SuggestRequest(BaseModel):
 
     subject: str = Field("", max_length=MAX_SUBJECT, description="The form's subject line.")
     description: str = Field("", max_length=MAX_DESCRIPTION, description="The form's message body.")
-    fields: dict[str, str] = Field(default_factory=dict, description="Other form fields, e.g. {\"product\": \"iOS app\"}.")
+    fields: dict[str, str] = Field(default_factory=dict, description='Other form fields, e.g. {"product": "iOS app"}.')
     locale: str | None = Field(None, max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
     session_id: str | None = Field(None, max_length=128, description="Made by the widget; stable for a visit.")
     form_id: str | None = Field(None, max_length=128)
@@ -57,7 +57,9 @@ class SuggestResponse(BaseModel):
     request_id: str
     variant: str = Field(description="treatment, or control (shown nothing)")
     abstained: bool
-    reason: str | None = Field(None, description="Why it abstained: low_confidence, no_match, out_of_scope, never_deflect")
+    reason: str | None = Field(
+        None, description="Why it abstained: low_confidence, no_match, out_of_scope, never_deflect"
+    )
     intent: IntentOut | None
     suggestions: list[SuggestionOut]
     index_version: str | None

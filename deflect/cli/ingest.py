@@ -13,7 +13,9 @@ from deflect.cli.common import HomeOpt, friendly, settings_for
 
 @friendly
 def ingest_cmd(
-    source: Annotated[Path, typer.Argument(help="Folder of Markdown/HTML/text files, a CSV/JSONL file, or a Zendesk export.")],
+    source: Annotated[
+        Path, typer.Argument(help="Folder of Markdown/HTML/text files, a CSV/JSONL file, or a Zendesk export.")
+    ],
     fmt: Annotated[str, typer.Option("--format", help="auto, markdown, html, csv, jsonl or zendesk.")] = "auto",
     home: HomeOpt = None,
     full: Annotated[bool, typer.Option("--full", help="Re-embed every article, not only changed ones.")] = False,
@@ -24,19 +26,31 @@ def ingest_cmd(
     from models.embedder import load_embedder
 
     settings = settings_for(home)
-    embedder = load_embedder(settings)
-    summary = ingest(source, settings.home, embedder, fmt=fmt, chunk_tokens=settings.chunk_tokens,
-                     chunk_overlap=settings.chunk_overlap, ann_threshold=settings.ann_threshold,
-                     progress=not as_json, full=full)
+    embedder = load_embedder(settings, bulk=True)
+    summary = ingest(
+        source,
+        settings.home,
+        embedder,
+        fmt=fmt,
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap=settings.chunk_overlap,
+        ann_threshold=settings.ann_threshold,
+        progress=not as_json,
+        full=full,
+    )
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
         return
-    typer.echo(f"added {len(summary.added)}, updated {len(summary.updated)}, unchanged {len(summary.unchanged)}, "
-               f"removed {len(summary.removed)}, skipped {len(summary.skipped)}")
+    typer.echo(
+        f"added {len(summary.added)}, updated {len(summary.updated)}, unchanged {len(summary.unchanged)}, "
+        f"removed {len(summary.removed)}, skipped {len(summary.skipped)}"
+    )
     for s in summary.skipped:
         typer.secho(f"  skipped {s.origin}: {s.reason}", fg=typer.colors.YELLOW)
     if summary.changed:
-        typer.echo(f"index {summary.version} is now current ({summary.chunks} chunks, "
-                   f"{summary.embedded_chunks} embedded, {summary.seconds:.1f}s)")
+        typer.echo(
+            f"index {summary.version} is now current ({summary.chunks} chunks, "
+            f"{summary.embedded_chunks} embedded, {summary.seconds:.1f}s)"
+        )
     else:
         typer.echo(f"no changes; index {summary.version} stays current")

@@ -9,8 +9,12 @@ import typer
 from deflect.cli.ingest import ingest_cmd
 from deflect.cli.serve import index_app, serve_cmd, suggest_cmd
 
-app = typer.Typer(help="deflect: suggest help-center articles while customers type, and measure deflection.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="deflect: suggest help-center articles while customers type, and measure deflection.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 app.command("ingest")(ingest_cmd)
 app.command("serve")(serve_cmd)
 app.command("suggest")(suggest_cmd)
@@ -19,7 +23,9 @@ app.add_typer(index_app, name="index")
 
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 if __name__ == "__main__":

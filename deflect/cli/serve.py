@@ -27,8 +27,15 @@ def serve_cmd(
     settings = settings_for(home)
     if workers > 1:
         os.environ["DEFLECT_HOME"] = str(settings.home)
-        uvicorn.run("deflect.api.main:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", access_log=False)
+        uvicorn.run(
+            "deflect.api.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
         return
     from deflect.api.main import create_app
 
@@ -48,9 +55,18 @@ def suggest_cmd(
     engine = Engine(settings_for(home))
     res = engine.suggest(SuggestQuery(description=text, k=k))
     if as_json:
-        typer.echo(json.dumps({"abstained": res.abstained, "reason": res.reason,
-                               "suggestions": [s.__dict__ for s in res.would_show],
-                               "index_version": res.index_version}, indent=2, ensure_ascii=False))
+        typer.echo(
+            json.dumps(
+                {
+                    "abstained": res.abstained,
+                    "reason": res.reason,
+                    "suggestions": [s.__dict__ for s in res.would_show],
+                    "index_version": res.index_version,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
     if res.abstained:
         typer.secho(f"abstained: {res.reason} (what would have been shown is listed below)", fg=typer.colors.YELLOW)
@@ -60,7 +76,9 @@ def suggest_cmd(
 
 @index_app.command("info")
 @friendly
-def index_info(home: HomeOpt = None, version: Annotated[str | None, typer.Option(help="A version; default current.")] = None) -> None:
+def index_info(
+    home: HomeOpt = None, version: Annotated[str | None, typer.Option(help="A version; default current.")] = None
+) -> None:
     """Version, counts, embedder and creation time of an index bundle."""
     from deflect.errors import NotReadyError
     from models import bundle as B
@@ -71,10 +89,12 @@ def index_info(home: HomeOpt = None, version: Annotated[str | None, typer.Option
         raise NotReadyError(f"no index in {settings.home}: run `deflect ingest SOURCE` first")
     m = B.read_manifest(B.bundle_path(settings.home, "index", version))
     emb = m.get("embedder", {})
-    typer.echo(f"version:    {m['version']}\ncreated:    {m['created_at']}\n"
-               f"articles:   {m['counts']['articles']}\nchunks:     {m['counts']['chunks']}\n"
-               f"embedder:   {emb.get('name')} (dim {emb.get('dimension')}, fingerprint {emb.get('fingerprint')})\n"
-               f"vectors:    {m.get('vector_index')}\nchunking:   {m.get('chunking')}\nsource:     {m.get('source')}")
+    typer.echo(
+        f"version:    {m['version']}\ncreated:    {m['created_at']}\n"
+        f"articles:   {m['counts']['articles']}\nchunks:     {m['counts']['chunks']}\n"
+        f"embedder:   {emb.get('name')} (dim {emb.get('dimension')}, fingerprint {emb.get('fingerprint')})\n"
+        f"vectors:    {m.get('vector_index')}\nchunking:   {m.get('chunking')}\nsource:     {m.get('source')}"
+    )
     others = B.list_versions(settings.home, "index")
     typer.echo(f"versions:   {len(others)} on disk")
 
@@ -89,4 +109,6 @@ def index_list(home: HomeOpt = None) -> None:
     cur = B.read_pointer(settings.home, "index")
     for v in B.list_versions(settings.home, "index"):
         m = B.read_manifest(B.bundle_path(settings.home, "index", v))
-        typer.echo(f"{'*' if v == cur else ' '} {v}  {m['counts']['articles']:>6} articles {m['counts']['chunks']:>7} chunks")
+        typer.echo(
+            f"{'*' if v == cur else ' '} {v}  {m['counts']['articles']:>6} articles {m['counts']['chunks']:>7} chunks"
+        )

@@ -20,5 +20,10 @@ def readyz(engine: EngineDep):
     if engine.index.ready:
         b = engine.index.get()
         return {"status": "ready", "index_version": b.version, "articles": len(b.articles), "chunks": len(b.chunks)}
-    return JSONResponse(status_code=503, content={"status": "not_ready", "message": engine.index.last_error
-                                                  or "no index loaded: run `deflect ingest SOURCE`"})
+    return JSONResponse(
+        status_code=503,
+        content={
+            "status": "not_ready",
+            "message": engine.index.last_error or "no index loaded: run `deflect ingest SOURCE`",
+        },
+    )

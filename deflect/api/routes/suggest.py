@@ -20,9 +20,15 @@ router = APIRouter(prefix="/v1", tags=["suggest"])
 def suggest(body: SuggestRequest, engine: EngineDep) -> SuggestResponse:
     res = engine.suggest(SuggestQuery(**body.model_dump()))
     return SuggestResponse(
-        request_id=res.request_id, variant=res.variant, abstained=res.abstained, reason=res.reason,
+        request_id=res.request_id,
+        variant=res.variant,
+        abstained=res.abstained,
+        reason=res.reason,
         intent=res.intent,
-        suggestions=[{"article_id": s.article_id, "title": s.title, "url": s.url, "snippet": s.snippet,
-                      "score": s.score} for s in res.suggestions],
-        index_version=res.index_version, model_version=res.model_version,
+        suggestions=[
+            {"article_id": s.article_id, "title": s.title, "url": s.url, "snippet": s.snippet, "score": s.score}
+            for s in res.suggestions
+        ],
+        index_version=res.index_version,
+        model_version=res.model_version,
     )

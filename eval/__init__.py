@@ -1,0 +1,1 @@
+"""Offline evaluation: retrieval metrics, threshold sweeps, labeled-query loading. No server needed."""
