@@ -28,7 +28,8 @@ def split_text(text: str, spans: list[tuple[int, int]], max_tokens: int, overlap
             # back off to a sentence/line boundary if there is one in the last third
             for j in range(end - 1, start + (2 * max_tokens) // 3, -1):
                 gap = text[spans[j][1] : spans[j + 1][0]] if j + 1 < len(spans) else ""
-                if "\n" in gap or text[spans[j][0] : spans[j][1]] in {".", "!", "?", ":"}:
+                tok = text[spans[j][0] : spans[j][1]]
+                if any(ch in gap for ch in ".!?\n") or tok[-1:] in {".", "!", "?", ":"}:
                     end = j + 1
                     break
         piece = text[spans[start][0] : spans[end - 1][1]].strip()

@@ -1,0 +1,94 @@
+"""Shared fixtures: a keyword fake embedder for exact unit tests, and the real model (session-wide)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_KB = ROOT / "examples" / "helpcenter"
+DEMO_QUERIES = ROOT / "examples" / "demo_queries.csv"
+ARTIFACTS = ROOT / "test-artifacts"
+
+KEYWORDS = [
+    "password",
+    "reset",
+    "invoice",
+    "refund",
+    "card",
+    "calendar",
+    "google",
+    "sms",
+    "reminder",
+    "login",
+    "billing",
+    "cancel",
+    "webhook",
+    "api",
+    "key",
+    "export",
+    "delete",
+    "account",
+    "sync",
+    "payment",
+]
+
+
+@pytest.fixture
+def fake_embedder():
+    from models.embedder import KeywordEmbedder
+
+    return KeywordEmbedder(KEYWORDS)
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory) -> Path:
+    """One ONNX export for the whole run, shared by every real-model test home."""
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="session")
+def real_embedder(onnx_cache):
+    from deflect.config import default_model_path
+    from models.embedder import OnnxEmbedder
+
+    return OnnxEmbedder(default_model_path(), onnx_cache, quantize="int8", threads=1, parallel=2)
+
+
+@pytest.fixture
+def real_home(home, onnx_cache) -> Path:
+    """A home whose ONNX cache points at the session's export (so the CLI does not re-export)."""
+    (home / "onnx").symlink_to(onnx_cache, target_is_directory=True)
+    return home
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory, real_embedder, onnx_cache) -> Path:
+    """The demo knowledge base ingested once with the real model."""
+    from kb_ingest.pipeline import ingest
+
+    h = tmp_path_factory.mktemp("demo-home")
+    (h / "onnx").symlink_to(onnx_cache, target_is_directory=True)
+    ingest(DEMO_KB, h, real_embedder)
+    return h
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path

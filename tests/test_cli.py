@@ -1,0 +1,42 @@
+"""The CLI, run as a user would (real model, ONNX export shared across the run)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from deflect.cli.main import app
+from tests.conftest import DEMO_KB, write
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def test_ingest_suggest_info_and_incremental(tmp_path, real_home):
+    kb = tmp_path / "kb"
+    for f in sorted(DEMO_KB.rglob("*.md"))[:6]:
+        write(kb / f.name, f.read_text())
+    write(kb / "broken.md", b"\xff\xfe\xfa")
+    r = runner.invoke(app, ["ingest", str(kb), "--home", str(real_home)])
+    assert r.exit_code == 0, r.output
+    assert "added 6, updated 0, unchanged 0, removed 0, skipped 1" in r.output
+    assert "broken.md: not UTF-8" in r.output
+
+    r = runner.invoke(app, ["index", "info", "--home", str(real_home)])
+    assert r.exit_code == 0 and "articles:   6" in r.output and "all-MiniLM-L6-v2" in r.output
+
+    r = runner.invoke(app, ["suggest", "how do I invite my staff", "--home", str(real_home), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["suggestions"][0]["article_id"] == "acc-002"
+
+    (kb / sorted(p.name for p in kb.glob("acc-00*.md"))[0]).unlink()
+    r = runner.invoke(app, ["ingest", str(kb), "--home", str(real_home), "--json"])
+    summary = json.loads(r.output)
+    assert (summary["added"], summary["unchanged"], summary["removed"]) == (0, 5, 1)
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path, real_home):
+    r = runner.invoke(app, ["ingest", str(tmp_path / "missing"), "--home", str(real_home)])
+    assert r.exit_code == 1 and "no such file" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["index", "info", "--home", str(tmp_path / "empty-home")])
+    assert r.exit_code == 1 and "deflect ingest" in r.output
