@@ -133,11 +133,15 @@ class Engine:
         self.embedder = embedder if embedder is not None else load_embedder(settings)
         self.index = IndexHolder(Path(settings.home), self.embedder, interval=settings.reload_interval)
 
-    def rank(self, text: str, k: int, *, locale: str | None = None, bundle: IndexBundle | None = None):
+    def encode_query(self, text: str):
+        """The query vector (None in lexical-only mode). Releases the GIL while the model runs."""
+        return None if self.settings.fusion == "lexical" else self.embedder.encode([text])[0]
+
+    def rank(self, text: str, k: int, *, locale: str | None = None, bundle: IndexBundle | None = None, vector=None):
         """Ranked article hits for ``text`` with the configured fusion (no abstention)."""
         s = self.settings
         bundle = bundle or self.index.get()
-        qv = None if s.fusion == "lexical" else self.embedder.encode([text])[0]
+        qv = vector if vector is not None else self.encode_query(text)
         want = k if not locale else k * 4
         hits = rank_articles(
             bundle,
@@ -168,11 +172,15 @@ class Engine:
             else self.settings.min_score
         )
 
-    def suggest(self, q: SuggestQuery) -> SuggestResult:
-        """Suggestions for what the customer typed, or an abstention with its reason."""
+    def suggest(self, q: SuggestQuery, *, vector=None) -> SuggestResult:
+        """Suggestions for what the customer typed, or an abstention with its reason.
+
+        ``vector`` is the query's embedding when the caller computed it already
+        (the API does, off the event loop).
+        """
         t0 = time.perf_counter()
         bundle = self.index.get()
-        hits = self.rank(q.text(), q.k, locale=q.locale, bundle=bundle)
+        hits = self.rank(q.text(), q.k, locale=q.locale, bundle=bundle, vector=vector)
         suggestions = []
         for h in hits:
             art = bundle.articles[h.article_id]

@@ -47,6 +47,49 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"error": "invalid_request", "message": message, "details": details})
 
 
+class BodyLimit:
+    """Reject bodies over ``max_bytes`` with 413 (pure ASGI: no per-request task overhead)."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        problem = None
+        if length is not None:
+            try:
+                if int(length) > self.max_bytes:
+                    problem = (413, "too_large", f"body: larger than {self.max_bytes} bytes")
+            except ValueError:
+                problem = (400, "invalid_request", "content-length: not a number")
+        if problem is None:
+            seen = 0
+
+            async def limited_receive():
+                nonlocal seen
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > self.max_bytes:
+                        raise _TooLarge()
+                return message
+
+            try:
+                return await self.app(scope, limited_receive, send)
+            except _TooLarge:
+                problem = (413, "too_large", f"body: larger than {self.max_bytes} bytes")
+        status, error, message = problem
+        response = JSONResponse(status_code=status, content={"error": error, "message": message})
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     """Build the app. ``engine`` may be injected (tests); otherwise it is made in the lifespan."""
     settings = settings or get_settings()
@@ -77,22 +120,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             max_age=600,
         )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None:
-            try:
-                too_big = int(length) > MAX_BODY_BYTES
-            except ValueError:
-                return JSONResponse(
-                    status_code=400, content={"error": "invalid_request", "message": "content-length: not a number"}
-                )
-            if too_big:
-                return JSONResponse(
-                    status_code=413,
-                    content={"error": "too_large", "message": f"body: larger than {MAX_BODY_BYTES} bytes"},
-                )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError):

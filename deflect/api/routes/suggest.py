@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+from fastapi import APIRouter, Response
 
 from deflect.api.deps import EngineDep
 from deflect.api.schemas import ErrorResponse, SuggestRequest, SuggestResponse
@@ -11,15 +16,25 @@ from deflect.engine import SuggestQuery
 router = APIRouter(prefix="/v1", tags=["suggest"])
 
 
+@lru_cache(maxsize=1)
+def encoder_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="deflect-encode")
+
+
 @router.post(
     "/suggest",
     response_model=SuggestResponse,
     responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     summary="Suggest help-center articles for what the customer is typing",
 )
-def suggest(body: SuggestRequest, engine: EngineDep) -> SuggestResponse:
-    res = engine.suggest(SuggestQuery(**body.model_dump()))
-    return SuggestResponse(
+async def suggest(body: SuggestRequest, engine: EngineDep) -> Response:
+    # The encoder (~2 ms, GIL released) runs in a small dedicated pool, one thread per core;
+    # the rest (~1 ms of Python) stays on the event loop. Measured faster and with a lower
+    # p99 than running the whole request in Starlette's 40-thread pool (README, benchmarks).
+    q = SuggestQuery(**body.model_dump())
+    vector = await asyncio.get_running_loop().run_in_executor(encoder_pool(), engine.encode_query, q.text())
+    res = engine.suggest(q, vector=vector)
+    out = SuggestResponse(
         request_id=res.request_id,
         variant=res.variant,
         abstained=res.abstained,
@@ -32,3 +47,5 @@ def suggest(body: SuggestRequest, engine: EngineDep) -> SuggestResponse:
         index_version=res.index_version,
         model_version=res.model_version,
     )
+    # serialised once here; returning the model would make FastAPI validate it a second time
+    return Response(content=out.model_dump_json(), media_type="application/json")
