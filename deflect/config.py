@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         default="", description="sentence-transformers model directory; empty = packaged all-MiniLM-L6-v2."
     )
     encoder_backend: Literal["onnx", "torch"] = "onnx"
+    ingest_encoder: Literal["auto", "onnx", "torch", "torch-bf16"] = Field(
+        default="auto", description="Encoder for ingest; auto = PyTorch bf16 on CPUs with native bf16, else ONNX."
+    )
     onnx_quantize: Literal["int8", "fp32"] = "int8"
     onnx_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per call.")
     chunk_tokens: int = Field(default=200, ge=32, le=512)

@@ -147,7 +147,7 @@ def ingest(
     by_id = {a.id: a for a in articles}
     if to_embed:
         texts = [chunks[i].embed_text(by_id[chunks[i].article_id].title) for i in to_embed]
-        new = embedder.encode(texts, batch_size=4, progress=progress)
+        new = embedder.encode(texts, batch_size=getattr(embedder, "bulk_batch_size", 32), progress=progress)
         for i, v in zip(to_embed, new, strict=True):
             vectors[i] = v
     summary.embedded_chunks = len(to_embed)

@@ -119,10 +119,16 @@ def _read_max_tokens(model_dir: Path) -> int:
 
 
 class TorchEmbedder(_TokenizerMixin):
-    """sentence-transformers on PyTorch, CPU. Loads the model on first use."""
+    """sentence-transformers on PyTorch, CPU. Loads the model on first use.
 
-    def __init__(self, model_dir: str | Path, *, threads: int | None = None) -> None:
+    ``bf16=True`` runs under ``torch.autocast(bfloat16)`` (fast on CPUs with AMX / AVX512-BF16).
+    """
+
+    bulk_batch_size = 32
+
+    def __init__(self, model_dir: str | Path, *, threads: int | None = None, bf16: bool = False) -> None:
         self.model_dir = Path(model_dir)
+        self.bf16 = bf16
         self.fingerprint = model_fingerprint(self.model_dir)
         self.name = model_name(self.model_dir)
         self.max_tokens = _read_max_tokens(self.model_dir)
@@ -157,13 +163,19 @@ class TorchEmbedder(_TokenizerMixin):
     def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        out = self.model.encode(
-            list(texts),
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
+        import contextlib
+
+        import torch
+
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        with ctx, torch.inference_mode():
+            out = self.model.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
         return np.ascontiguousarray(out, dtype=np.float32)
 
 
@@ -283,6 +295,8 @@ def _optimize(model_dir: Path, src: Path, dst: Path) -> None:
 class OnnxEmbedder(_TokenizerMixin):
     """The sentence-transformers model run by onnxruntime, with the model's fast tokenizer."""
 
+    bulk_batch_size = 4  # measured: small length-sorted batches, one per core, beat large ones
+
     def __init__(
         self,
         model_dir: str | Path,
@@ -390,17 +404,33 @@ class KeywordEmbedder:
         return [m.span() for m in _WORD.finditer(text)]
 
 
-def load_embedder(settings, *, bulk: bool = False) -> Embedder:
-    """The embedder the settings ask for (ONNX by default).
+def cpu_has_bf16() -> bool:
+    """True when this CPU runs bfloat16 matrix maths natively (AVX512-BF16 or AMX)."""
+    try:
+        import torch
 
-    Serving runs one single-threaded inference per request (requests run side by side);
-    ``bulk=True`` (ingest) runs one single-threaded batch per core in parallel, which was
-    faster on 2 cores than one batch with two intra-op threads.
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except Exception:  # noqa: BLE001 - old torch or exotic CPU: assume not
+        return False
+
+
+def load_embedder(settings, *, bulk: bool = False) -> Embedder:
+    """The embedder the settings ask for.
+
+    Queries (``bulk=False``) are encoded by the ONNX export (one single-threaded inference
+    per request; requests run side by side). For ingest (``bulk=True``) with
+    ``ingest_encoder="auto"``, PyTorch in bfloat16 is used where the CPU has native bf16
+    (measured 2.6x the fp32 encode, cosine 0.99998 to fp32), else the ONNX export with one
+    single-threaded batch per core. All paths run the same weights, so the index and the
+    queries share one embedder fingerprint.
     """
     path = settings.resolved_model_path()
     cores = os.cpu_count() or 1
-    if settings.encoder_backend == "torch":
-        return TorchEmbedder(path, threads=cores if bulk else None)
+    choice = getattr(settings, "ingest_encoder", "auto") if bulk else settings.encoder_backend
+    if choice == "auto":
+        choice = "torch-bf16" if cpu_has_bf16() else settings.encoder_backend
+    if choice in ("torch", "torch-bf16"):
+        return TorchEmbedder(path, threads=cores if bulk else None, bf16=choice == "torch-bf16")
     return OnnxEmbedder(
         path,
         Path(settings.home) / "onnx",
