@@ -77,7 +77,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2)
     ap.add_argument("--path", default="/v1/suggest")
     a = ap.parse_args()
-    bodies = [line.strip().encode() for line in open(a.bodies) if line.strip()]
+    with open(a.bodies) as f:
+        bodies = [line.strip().encode() for line in f if line.strip()]
     print(json.dumps(asyncio.run(run(a.host, a.port, bodies, a.concurrency, a.seconds, a.warmup, a.path))))
 
 

@@ -153,8 +153,11 @@ class TorchEmbedder(_TokenizerMixin):
             with self._lock:
                 if self._model is None:
                     import torch
+                    import transformers
                     from sentence_transformers import SentenceTransformer
 
+                    transformers.utils.logging.disable_progress_bar()
+                    transformers.utils.logging.set_verbosity_error()
                     if self._threads:
                         torch.set_num_threads(self._threads)
                     self._model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)

@@ -36,7 +36,10 @@ def test_broken_html_is_parsed_leniently():
 
 
 def test_markdown_headings_lists_tables_and_code():
-    md = "# Title\n\nIntro text.\n\n## Setup\n\n1. First\n2. Second\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```\ncurl -X POST x\n```\n"
+    md = (
+        "# Title\n\nIntro text.\n\n## Setup\n\n1. First\n2. Second\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n\n```\ncurl -X POST x\n```\n"
+    )
     sections, title = markdown_to_sections(md)
     assert title == "Title"
     text = sections_to_text(sections)

@@ -27,11 +27,11 @@ def test_ingest_suggest_info_and_incremental(tmp_path, real_home):
 
     r = runner.invoke(app, ["suggest", "how do I invite my staff", "--home", str(real_home), "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["suggestions"][0]["article_id"] == "acc-002"
+    assert json.loads(r.stdout)["suggestions"][0]["article_id"] == "acc-002"
 
     (kb / sorted(p.name for p in kb.glob("acc-00*.md"))[0]).unlink()
     r = runner.invoke(app, ["ingest", str(kb), "--home", str(real_home), "--json"])
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert (summary["added"], summary["unchanged"], summary["removed"]) == (0, 5, 1)
 
 
