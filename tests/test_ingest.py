@@ -86,6 +86,25 @@ def test_crash_while_writing_bundle_leaves_previous_serving(tmp_path, home, fake
     assert sorted(load_current(home, fake_embedder).articles) == ["a"]
 
 
+def test_serving_engine_survives_a_crashed_ingest(tmp_path, home, fake_embedder):
+    from deflect.config import Settings
+    from deflect.engine import Engine, SuggestQuery
+
+    s1 = ingest(kb(tmp_path, {"a": "reset password"}), home, fake_embedder)
+    engine = Engine(Settings(home=home, reload_interval=0.0, min_score=0.0), fake_embedder)
+    assert engine.suggest(SuggestQuery(description="password")).index_version == s1.version
+    with pytest.raises(RuntimeError):
+        ingest(kb(tmp_path, {"a": "reset password", "b": "refund"}), home, fake_embedder, _fail_after="vectors")
+    res = engine.suggest(SuggestQuery(description="password"))
+    assert res.index_version == s1.version and res.suggestions[0].article_id == "a"
+    # a bundle that is present but unreadable is not switched to either
+    s2 = ingest(kb(tmp_path, {"a": "reset password", "c": "refund"}), home, fake_embedder)
+    (home / "indexes" / s2.version / "chunks.jsonl").write_text("{broken")
+    engine.index.refresh(wait=True)
+    res = engine.suggest(SuggestQuery(description="password"))
+    assert res.index_version == s1.version and "chunks" in (engine.index.last_error or "")
+
+
 def test_half_written_bundle_is_never_listed_or_loaded(tmp_path, home, fake_embedder):
     s1 = ingest(kb(tmp_path, {"a": "reset password"}), home, fake_embedder)
     (home / "indexes" / ".tmp-leftover").mkdir()
