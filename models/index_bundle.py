@@ -44,17 +44,23 @@ class IndexBundle:
         manifest = B.read_manifest(path)
         if embedder is not None:
             B.check_embedder(manifest, embedder, path)
+        current = path / "articles.jsonl"
         try:
-            with open(path / "articles.jsonl") as f:
+            with open(current) as f:
                 articles = [Article.from_json(json.loads(line)) for line in f]
-            with open(path / "chunks.jsonl") as f:
+            current = path / "chunks.jsonl"
+            with open(current) as f:
                 chunks = [Chunk.from_json(json.loads(line)) for line in f]
-            vectors = np.load(path / "vectors.npy")
-            title_vectors = np.load(path / "titles.npy")
-            dense = FaissIndex.load(path / "vectors.faiss")
-            lexical = BM25Index.load(path / "lexical")
-        except (OSError, ValueError, KeyError) as exc:
-            raise BundleError(f"index bundle {path} is incomplete or corrupt: {exc}") from exc
+            current = path / "vectors.npy"
+            vectors = np.load(current)
+            current = path / "titles.npy"
+            title_vectors = np.load(current)
+            current = path / "vectors.faiss"
+            dense = FaissIndex.load(current)
+            current = path / "lexical"
+            lexical = BM25Index.load(current)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BundleError(f"index bundle {path} is incomplete or corrupt ({current.name}: {exc})") from exc
         if not (len(chunks) == len(vectors) == len(dense) == len(lexical)):
             raise BundleError(
                 f"index bundle {path} is inconsistent: {len(chunks)} chunks, "
