@@ -335,7 +335,7 @@ class OnnxEmbedder(_TokenizerMixin):
         self.dimension = int(self.encode(["dimension probe"]).shape[1])
 
     def _run(self, texts: list[str]) -> np.ndarray:
-        encs = self._batch_tokenizer.encode_batch(texts)
+        encs = [self._batch_tokenizer.encode(texts[0])] if len(texts) == 1 else self._batch_tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encs], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64)}
         if "token_type_ids" in self._input_names:
@@ -346,6 +346,8 @@ class OnnxEmbedder(_TokenizerMixin):
         texts = list(texts)
         if not texts:
             return np.zeros((0, getattr(self, "dimension", 0)), dtype=np.float32)
+        if len(texts) == 1:  # the serving path: one query per request
+            return self._run(texts)
         # sort by length so each batch pads to similar lengths, then restore the order
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         starts = list(range(0, len(texts), batch_size))
