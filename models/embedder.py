@@ -219,8 +219,11 @@ def export_onnx(model_dir: str | Path, cache_root: str | Path, *, quantize: str 
     target_dir.mkdir(parents=True, exist_ok=True)
     if not fp32.exists():
         import torch
+        import transformers
         from sentence_transformers import SentenceTransformer
 
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
         st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
         wrapper = _OnnxWrapper.build(st)
         tok = st.tokenizer(["a short example", "another one"], padding=True, return_tensors="pt")
@@ -335,7 +338,9 @@ class OnnxEmbedder(_TokenizerMixin):
         self.dimension = int(self.encode(["dimension probe"]).shape[1])
 
     def _run(self, texts: list[str]) -> np.ndarray:
-        encs = [self._batch_tokenizer.encode(texts[0])] if len(texts) == 1 else self._batch_tokenizer.encode_batch(texts)
+        encs = (
+            [self._batch_tokenizer.encode(texts[0])] if len(texts) == 1 else self._batch_tokenizer.encode_batch(texts)
+        )
         ids = np.array([e.ids for e in encs], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64)}
         if "token_type_ids" in self._input_names:

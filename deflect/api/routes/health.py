@@ -10,6 +10,19 @@ from deflect.api.deps import EngineDep
 router = APIRouter(tags=["health"])
 
 
+@router.get("/", summary="What this server is, and where to look next")
+def root() -> dict:
+    import deflect
+
+    return {
+        "service": "deflect",
+        "version": deflect.__version__,
+        "docs": "/docs",
+        "ready": "/readyz",
+        "suggest": "POST /v1/suggest",
+    }
+
+
 @router.get("/healthz", summary="The process is up")
 def healthz() -> dict:
     return {"status": "ok"}
