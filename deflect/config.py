@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     fusion_alpha: float = Field(default=0.9, ge=0.0, le=1.0, description="Weight of the dense score in convex fusion.")
     min_score: float = Field(default=0.47, ge=0.0, le=1.0, description="Abstain below this top-article score.")
     candidates: int = Field(default=50, ge=10, le=1000, description="Chunks fetched from each retriever before fusion.")
+    never_deflect: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Intents that always reach a person (comma-separated)."
+    )
+    intent_articles: str = Field(default="", description="JSON file mapping intents to article ids (optional).")
+    intent_boost: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Score added to articles linked to the intent."
+    )
+    oos_override_score: float = Field(
+        default=0.6, ge=0.0, le=2.0, description="Show suggestions despite an out-of-scope intent above this score."
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
@@ -55,7 +65,7 @@ class Settings(BaseSettings):
     max_subject_chars: int = 500
     max_description_chars: int = 10_000
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "never_deflect", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

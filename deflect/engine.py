@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from deflect.config import Settings
 from deflect.errors import BundleError, NotReadyError
 from models import bundle as B
@@ -58,37 +60,46 @@ class SuggestResult:
     latency_ms: float = 0.0
 
 
-class IndexHolder:
-    """The current index bundle, reloaded in the background when ``current-index`` changes."""
+class BundleHolder:
+    """The current bundle of one kind, reloaded in the background when ``current-<kind>`` changes.
 
-    def __init__(self, home: Path, embedder, *, interval: float = 1.0) -> None:
+    ``load(version)`` builds the in-memory object; a version that fails to load is logged
+    and skipped, and the previous one keeps serving.
+    """
+
+    def __init__(self, home: Path, kind: str, load, *, interval: float = 1.0, missing: str = "") -> None:
         self.home = Path(home)
-        self.embedder = embedder
+        self.kind = kind
+        self._load = load
         self.interval = interval
-        self._bundle: IndexBundle | None = None
+        self.missing = missing or f"no {kind} in {home}"
+        self._current = None
+        self._version: str | None = None
         self._checked = 0.0
         self._loading = threading.Lock()
         self._failed: dict[str, str] = {}
         self.last_error: str | None = None
-        self._try_load(B.read_pointer(self.home, "index"))
+        self._try_load(B.read_pointer(self.home, kind))
 
     def _try_load(self, version: str | None) -> None:
-        if version is None or (self._bundle is not None and self._bundle.version == version):
+        if version is None:
+            if self._current is not None:  # pointer removed: keep serving what we have
+                return
             return
-        if version in self._failed:
+        if version == self._version or version in self._failed:
             return
         try:
-            bundle = IndexBundle.load(B.bundle_path(self.home, "index", version), self.embedder)
-        except BundleError as exc:
+            obj = self._load(version)
+        except (BundleError, OSError, ValueError) as exc:
             self._failed[version] = str(exc)
             self.last_error = str(exc)
-            log.error("not switching to index %s: %s", version, exc)
+            log.error("not switching to %s %s: %s", self.kind, version, exc)
             return
-        self._bundle = bundle  # atomic reference swap; requests in flight keep the old one
+        self._current, self._version = obj, version  # requests in flight keep the old object
         self.last_error = None
-        log.info("serving index %s (%d articles, %d chunks)", version, len(bundle.articles), len(bundle.chunks))
+        log.info("serving %s %s", self.kind, version)
 
-    def _background_reload(self, version: str) -> None:
+    def _background(self, version: str) -> None:
         try:
             self._try_load(version)
         finally:
@@ -97,30 +108,45 @@ class IndexHolder:
     def refresh(self, *, wait: bool = False) -> None:
         """Check the pointer now; load a new version (in the background unless ``wait``)."""
         self._checked = time.monotonic()
-        version = B.read_pointer(self.home, "index")
-        if version is None or (self._bundle is not None and self._bundle.version == version):
+        version = B.read_pointer(self.home, self.kind)
+        if version is None or version == self._version:
             return
         if wait:
             with self._loading:
                 self._try_load(version)
         elif self._loading.acquire(blocking=False):
-            threading.Thread(target=self._background_reload, args=(version,), daemon=True).start()
+            threading.Thread(target=self._background, args=(version,), daemon=True).start()
 
-    def get(self) -> IndexBundle:
-        """The bundle to serve this request with."""
+    def get_optional(self):
+        """The current object, or None when there is none yet."""
         if time.monotonic() - self._checked >= self.interval:
-            self.refresh(wait=self._bundle is None)
-        if self._bundle is None:
-            raise NotReadyError(self.last_error or f"no index in {self.home}: run `deflect ingest SOURCE` first")
-        return self._bundle
+            self.refresh(wait=self._current is None)
+        return self._current
+
+    def get(self):
+        """The current object; :class:`NotReadyError` when there is none."""
+        obj = self.get_optional()
+        if obj is None:
+            raise NotReadyError(self.last_error or self.missing)
+        return obj
+
+    @property
+    def version(self) -> str | None:
+        return self._version
 
     @property
     def ready(self) -> bool:
-        try:
-            self.get()
-        except NotReadyError:
-            return False
-        return True
+        return self.get_optional() is not None
+
+
+@dataclass
+class LoadedModel:
+    """An intent model in memory: classifier, manifest, and intent -> article links."""
+
+    version: str
+    classifier: object
+    manifest: dict
+    links: dict[str, list[str]]
 
 
 class Engine:
@@ -131,17 +157,33 @@ class Engine:
 
         self.settings = settings
         self.embedder = embedder if embedder is not None else load_embedder(settings)
-        self.index = IndexHolder(Path(settings.home), self.embedder, interval=settings.reload_interval)
+        home = Path(settings.home)
+        self.index = BundleHolder(
+            home,
+            "index",
+            lambda v: IndexBundle.load(B.bundle_path(home, "index", v), self.embedder),
+            interval=settings.reload_interval,
+            missing=f"no index in {home}: run `deflect ingest SOURCE` first",
+        )
+        self.model = BundleHolder(home, "model", self._load_model, interval=settings.reload_interval)
+        self._mapping = _read_mapping(settings.intent_articles) if settings.intent_articles else None
 
-    def encode_query(self, text: str):
-        """The query vector (None in lexical-only mode). Releases the GIL while the model runs."""
-        return None if self.settings.fusion == "lexical" else self.embedder.encode([text])[0]
+    def _load_model(self, version: str) -> LoadedModel:
+        from models.train_intent import load_model
+
+        clf, manifest, links = load_model(Path(self.settings.home), version, self.embedder)
+        return LoadedModel(version, clf, manifest, links)
+
+    def encode_query(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The query's sentence embedding and max-pooled view (one encoder call; GIL released)."""
+        emb, mx = self.embedder.encode_views([text])
+        return emb[0], mx[0]
 
     def rank(self, text: str, k: int, *, locale: str | None = None, bundle: IndexBundle | None = None, vector=None):
         """Ranked article hits for ``text`` with the configured fusion (no abstention)."""
         s = self.settings
         bundle = bundle or self.index.get()
-        qv = vector if vector is not None else self.encode_query(text)
+        qv = vector if vector is not None else self.encode_query(text)[0]
         want = k if not locale else k * 4
         hits = rank_articles(
             bundle,
@@ -172,15 +214,42 @@ class Engine:
             else self.settings.min_score
         )
 
-    def suggest(self, q: SuggestQuery, *, vector=None) -> SuggestResult:
+    def linked_articles(self, model: LoadedModel, label: str) -> list[str]:
+        """Articles linked to an intent: the configured mapping file, else links learned in training."""
+        if self._mapping is not None:
+            return self._mapping.get(label, [])
+        return model.links.get(label, [])
+
+    def classify(self, text: str, views) -> tuple[object | None, LoadedModel | None]:
+        """The intent prediction for ``text`` (None when no model is current)."""
+        model = self.model.get_optional()
+        if model is None:
+            return None, None
+        emb, mx = views
+        pred = model.classifier.predict_intents([text], views=(emb[None, :], mx[None, :]))[0]
+        return pred, model
+
+    def suggest(self, q: SuggestQuery, *, views=None) -> SuggestResult:
         """Suggestions for what the customer typed, or an abstention with its reason.
 
-        ``vector`` is the query's embedding when the caller computed it already
+        ``views`` are the query's encoder outputs when the caller computed them already
         (the API does, off the event loop).
         """
         t0 = time.perf_counter()
+        s = self.settings
         bundle = self.index.get()
-        hits = self.rank(q.text(), q.k, locale=q.locale, bundle=bundle, vector=vector)
+        text = q.text()
+        views = views if views is not None else self.encode_query(text)
+        pred, model = self.classify(text, views)
+        extra = 5 if pred is not None and s.intent_boost > 0 else 0
+        hits = self.rank(text, q.k + extra, locale=q.locale, bundle=bundle, vector=views[0])
+        if pred is not None and extra and not pred.out_of_scope:
+            linked = set(self.linked_articles(model, pred.label))
+            for h in hits:
+                if h.article_id in linked:
+                    h.score += s.intent_boost * pred.confidence
+            hits.sort(key=lambda h: (-h.score, h.article_id))
+        hits = hits[: q.k]
         suggestions = []
         for h in hits:
             art = bundle.articles[h.article_id]
@@ -188,20 +257,43 @@ class Engine:
             suggestions.append(
                 Suggestion(art.id, art.title, art.url, chunk.text, round(h.score, 4), list(chunk.heading_path))
             )
+        top = suggestions[0].score if suggestions else float("-inf")
         abstained, reason = False, None
-        if not suggestions:
+        if pred is not None and pred.label in s.never_deflect:
+            abstained, reason = True, "never_deflect"
+        elif pred is not None and pred.out_of_scope and top < s.oos_override_score:
+            abstained, reason = True, "out_of_scope"
+        elif not suggestions:
             abstained, reason = True, "no_match"
-        elif self.settings.fusion in ("convex", "dense") and suggestions[0].score < self.threshold(bundle):
+        elif s.fusion in ("convex", "dense") and top < self.threshold(bundle):
             abstained, reason = True, "low_confidence"
+        intent = None
+        if pred is not None:
+            intent = {"label": pred.label, "confidence": round(pred.confidence, 4), "out_of_scope": pred.out_of_scope}
         return SuggestResult(
             request_id=uuid.uuid4().hex,
             variant="treatment",
             abstained=abstained,
             reason=reason,
-            intent=None,
+            intent=intent,
             suggestions=[] if abstained else suggestions,
             would_show=suggestions,
             index_version=bundle.version,
-            model_version=None,
+            model_version=model.version if model is not None else None,
             latency_ms=(time.perf_counter() - t0) * 1000,
         )
+
+
+def _read_mapping(path: str) -> dict[str, list[str]]:
+    """An intent -> article ids mapping file (JSON object of lists)."""
+    import json
+
+    from deflect.errors import ConfigError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"intent_articles: cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise ConfigError(f"intent_articles: {path} must be a JSON object mapping each intent to a list of article ids")
+    return {str(k): [str(a) for a in v] for k, v in data.items()}

@@ -53,6 +53,7 @@ class Embedder(Protocol):
 
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+EXPORT_VERSION = "v2"  # bump when the exported graph changes (v2: adds the max-pooled output)
 
 
 @lru_cache(maxsize=8)
@@ -181,6 +182,25 @@ class TorchEmbedder(_TokenizerMixin):
             )
         return np.ascontiguousarray(out, dtype=np.float32)
 
+    def encode_views(self, texts: Sequence[str], *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """The sentence embedding and the max-pooled token embedding (both unit length)."""
+        return _torch_views(self, texts, batch_size)
+
+
+def _torch_views(embedder: TorchEmbedder, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    import contextlib
+
+    import torch
+
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if embedder.bf16 else contextlib.nullcontext()
+    with ctx, torch.inference_mode():
+        out = embedder.model.encode(list(texts), batch_size=batch_size, output_value=None)
+    emb = np.stack([o["sentence_embedding"].float().numpy() for o in out])
+    mx = np.stack([o["token_embeddings"].float().max(0).values.numpy() for o in out])
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    mx /= np.linalg.norm(mx, axis=1, keepdims=True)
+    return emb.astype(np.float32), mx.astype(np.float32)
+
 
 class _OnnxWrapper:  # built lazily so that importing this module does not import torch
     @staticmethod
@@ -194,8 +214,12 @@ class _OnnxWrapper:  # built lazily so that importing this module does not impor
 
             def forward(self, input_ids, attention_mask, token_type_ids):
                 feats = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-                emb = self.st(feats)["sentence_embedding"]
-                return torch.nn.functional.normalize(emb, p=2, dim=1)
+                out = self.st(feats)
+                emb = torch.nn.functional.normalize(out["sentence_embedding"], p=2, dim=1)
+                # a second view for the intent classifier: max over the token embeddings
+                tok = out["token_embeddings"].masked_fill(attention_mask.unsqueeze(-1) == 0, -1e4)
+                mx = torch.nn.functional.normalize(tok.max(dim=1).values, p=2, dim=1)
+                return emb, mx
 
         return Wrapper(st_model).eval()
 
@@ -210,7 +234,7 @@ def export_onnx(model_dir: str | Path, cache_root: str | Path, *, quantize: str 
     """
     model_dir = Path(model_dir)
     fp = model_fingerprint(model_dir)
-    target_dir = Path(cache_root) / fp
+    target_dir = Path(cache_root) / f"{fp}-{EXPORT_VERSION}"
     fp32 = target_dir / "model.onnx"
     int8 = target_dir / "model.int8.onnx"
     wanted = int8 if quantize == "int8" else target_dir / "model.opt.onnx"
@@ -239,12 +263,13 @@ def export_onnx(model_dir: str | Path, cache_root: str | Path, *, quantize: str 
                     (ids, mask, tt),
                     str(tmp_path),
                     input_names=["input_ids", "attention_mask", "token_type_ids"],
-                    output_names=["embedding"],
+                    output_names=["embedding", "max_pooled"],
                     dynamic_axes={
                         "input_ids": {0: "batch", 1: "seq"},
                         "attention_mask": {0: "batch", 1: "seq"},
                         "token_type_ids": {0: "batch", 1: "seq"},
                         "embedding": {0: "batch"},
+                        "max_pooled": {0: "batch"},
                     },
                     opset_version=17,
                     dynamo=False,
@@ -345,14 +370,30 @@ class OnnxEmbedder(_TokenizerMixin):
         feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64)}
         if "token_type_ids" in self._input_names:
             feed["token_type_ids"] = np.array([e.type_ids for e in encs], dtype=np.int64)
-        return self._session.run(None, feed)[0]
+        return self._session.run(None, feed)
+
+    def encode_views(self, texts: Sequence[str], *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """The sentence embedding and the max-pooled token embedding (both unit length)."""
+        texts = list(texts)
+        if len(texts) == 1:
+            emb, mx = self._run(texts)
+            return emb, mx
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        embs, mxs = [], []
+        for start in range(0, len(texts), batch_size):
+            e, m = self._run([texts[i] for i in order[start : start + batch_size]])
+            embs.append(e)
+            mxs.append(m)
+        inv = np.empty(len(order), dtype=np.int64)
+        inv[np.array(order)] = np.arange(len(order))
+        return np.concatenate(embs)[inv], np.concatenate(mxs)[inv]
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         texts = list(texts)
         if not texts:
             return np.zeros((0, getattr(self, "dimension", 0)), dtype=np.float32)
         if len(texts) == 1:  # the serving path: one query per request
-            return self._run(texts)
+            return self._run(texts)[0]
         # sort by length so each batch pads to similar lengths, then restore the order
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         starts = list(range(0, len(texts), batch_size))
@@ -363,7 +404,7 @@ class OnnxEmbedder(_TokenizerMixin):
             bar = tqdm(total=len(texts), desc="embedding", unit="chunk")
 
         def run(start: int) -> np.ndarray:
-            part = self._run([texts[i] for i in order[start : start + batch_size]])
+            part = self._run([texts[i] for i in order[start : start + batch_size]])[0]
             if bar is not None:
                 bar.update(len(part))
             return part
@@ -409,6 +450,10 @@ class KeywordEmbedder:
             if norm > 0:
                 out[row] /= norm
         return out
+
+    def encode_views(self, texts: Sequence[str], *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        v = self.encode(texts)
+        return v, v
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return [m.span() for m in _WORD.finditer(text)]

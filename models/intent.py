@@ -1,0 +1,289 @@
+"""The intent classifier: sentence-encoder features and lexical n-grams, one linear model.
+
+Features of a text: the sentence embedding and the max-pooled token embedding of the
+encoder (two views of one forward pass), plus TF-IDF word 1-3-grams and character 1-6-grams.
+A linear SVM on them; its decision values become probabilities by temperature scaling,
+fitted on the validation split. Out of scope is decided by a threshold on a score that
+combines the calibrated confidence with the cosine to the nearest training examples of the
+predicted class, chosen on the validation split (see :func:`choose_oos_threshold`).
+
+Saved without pickle: vocabularies as JSON, weights as ``.npy``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.svm import LinearSVC
+
+from deflect.errors import BundleError
+
+DEFAULT_PARAMS = {
+    "word_ngrams": [1, 3],
+    "char_ngrams": [1, 6],
+    "char_min_df": 2,
+    "embedding_weight": 2.0,
+    "max_pool_weight": 1.0,
+    "C": 0.3,
+    "knn_k": 5,
+    "oos_weight": 0.5,
+}
+
+
+@dataclass
+class IntentPrediction:
+    """The predicted label, its calibrated confidence, and the out-of-scope decision."""
+
+    label: str
+    confidence: float
+    oos_score: float
+    out_of_scope: bool
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(decision: np.ndarray, y_idx: np.ndarray) -> float:
+    """The temperature minimising the negative log-likelihood of ``softmax(decision / T)``."""
+    best_t, best_nll = 1.0, np.inf
+    for t in np.exp(np.linspace(np.log(0.01), np.log(10.0), 200)):
+        p = _softmax(decision / t)
+        nll = -np.mean(np.log(p[np.arange(len(y_idx)), y_idx] + 1e-12))
+        if nll < best_nll:
+            best_t, best_nll = float(t), nll
+    return best_t
+
+
+class IntentClassifier:
+    """Scikit-learn-shaped: ``fit(texts, y)``, ``predict``, ``predict_proba``, ``classes_``.
+
+    ``views`` (optional everywhere) are precomputed ``(embedding, max_pooled)`` arrays for
+    the texts; without them the classifier encodes with its ``embedder``.
+    """
+
+    def __init__(self, embedder=None, params: dict | None = None, *, seed: int = 0) -> None:
+        self.embedder = embedder
+        self.params = {**DEFAULT_PARAMS, **(params or {})}
+        self.seed = seed
+        self.classes_: np.ndarray = np.array([])
+        self.temperature = 1.0
+        self.oos_threshold: float | None = None
+        self.oos_label: str | None = None
+        self._word: TfidfVectorizer | None = None
+        self._char: TfidfVectorizer | None = None
+        self._coef: np.ndarray | None = None
+        self._intercept: np.ndarray | None = None
+        self._train_emb: np.ndarray | None = None
+        self._train_y: np.ndarray | None = None
+
+    # ---- features -------------------------------------------------------------------
+    def _views(self, texts: Sequence[str], views) -> tuple[np.ndarray, np.ndarray]:
+        if views is not None:
+            emb, mx = views
+            if len(emb) != len(texts) or len(mx) != len(texts):
+                raise ValueError(f"{len(texts)} texts but views for {len(emb)}")
+            return np.asarray(emb, np.float32), np.asarray(mx, np.float32)
+        if self.embedder is None:
+            raise ValueError("no embedder: pass views=(embedding, max_pooled) or construct with an embedder")
+        return self.embedder.encode_views(list(texts), batch_size=32)
+
+    def _features(self, texts: Sequence[str], views) -> sp.csr_matrix:
+        emb, mx = self._views(texts, views)
+        p = self.params
+        return sp.hstack(
+            [
+                self._word.transform(texts),
+                self._char.transform(texts),
+                sp.csr_matrix(emb * p["embedding_weight"]),
+                sp.csr_matrix(mx * p["max_pool_weight"]),
+            ]
+        ).tocsr()
+
+    # ---- sklearn shape --------------------------------------------------------------
+    def fit(self, texts: Sequence[str], y: Sequence[str], *, views=None) -> IntentClassifier:
+        """Fit on ``texts`` and labels ``y``. Returns ``self``."""
+        texts = list(texts)
+        y = np.asarray(list(y))
+        if len(texts) != len(y):
+            raise ValueError(f"{len(texts)} texts but {len(y)} labels")
+        p = self.params
+        self._word = TfidfVectorizer(ngram_range=tuple(p["word_ngrams"]), sublinear_tf=True)
+        self._char = TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=tuple(p["char_ngrams"]),
+            sublinear_tf=True,
+            min_df=p["char_min_df"] if len(texts) >= 200 else 1,
+        )
+        self._word.fit(texts)
+        self._char.fit(texts)
+        emb, mx = self._views(texts, views)
+        X = self._features(texts, (emb, mx))
+        svm = LinearSVC(C=p["C"], random_state=self.seed).fit(X, y)
+        self.classes_ = svm.classes_
+        coef = svm.coef_
+        intercept = svm.intercept_
+        if len(self.classes_) == 2:  # binary LinearSVC has one row; make it two symmetric ones
+            coef = np.vstack([-coef[0], coef[0]])
+            intercept = np.array([-intercept[0], intercept[0]])
+        self._coef = coef.astype(np.float32)
+        self._intercept = intercept.astype(np.float32)
+        self._train_emb = emb.astype(np.float16)
+        self._train_y = np.searchsorted(self.classes_, y)
+        return self
+
+    def decision_function(self, texts: Sequence[str], *, views=None) -> np.ndarray:
+        X = self._features(list(texts), views)
+        return np.asarray(X @ self._coef.T) + self._intercept
+
+    def predict_proba(self, texts: Sequence[str], *, views=None) -> np.ndarray:
+        """Calibrated class probabilities, columns in ``classes_`` order."""
+        return _softmax(self.decision_function(texts, views=views) / self.temperature)
+
+    def predict(self, texts: Sequence[str], *, views=None) -> np.ndarray:
+        return self.classes_[np.argmax(self.decision_function(texts, views=views), axis=1)]
+
+    # ---- out of scope ---------------------------------------------------------------
+    def knn_similarity(self, emb: np.ndarray, labels_idx: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:
+        """Mean cosine to the ``knn_k`` nearest training examples of each row's predicted class."""
+        train = self._train_emb.astype(np.float32)
+        k = int(self.params["knn_k"])
+        sims = emb @ train.T
+        out = np.empty(len(emb), dtype=np.float32)
+        for i, c in enumerate(labels_idx):
+            s = sims[i, self._train_y == c]
+            if exclude_self:
+                s = s[s < 0.9999]
+            if len(s) == 0:
+                out[i] = 0.0
+                continue
+            top = np.partition(s, max(0, len(s) - k))[-k:] if len(s) > k else s
+            out[i] = float(np.mean(top))
+        return out
+
+    def oos_scores(self, proba: np.ndarray, emb: np.ndarray) -> np.ndarray:
+        """In-scope score: ``w * confidence + (1 - w) * kNN cosine``; low means out of scope."""
+        idx = np.argmax(proba, axis=1)
+        w = float(self.params["oos_weight"])
+        return w * proba.max(axis=1) + (1 - w) * self.knn_similarity(emb, idx)
+
+    def predict_intents(self, texts: Sequence[str], *, views=None) -> list[IntentPrediction]:
+        """Labels, confidences and out-of-scope decisions for ``texts``."""
+        emb, mx = self._views(list(texts), views)
+        proba = self.predict_proba(texts, views=(emb, mx))
+        scores = self.oos_scores(proba, emb)
+        idx = np.argmax(proba, axis=1)
+        out = []
+        for i, j in enumerate(idx):
+            label = str(self.classes_[j])
+            oos = (self.oos_threshold is not None and scores[i] < self.oos_threshold) or label == self.oos_label
+            out.append(IntentPrediction(label, float(proba[i, j]), float(scores[i]), bool(oos)))
+        return out
+
+    # ---- persistence ----------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """Write the classifier as JSON and ``.npy`` files (no pickle)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        for name, vec in (("word", self._word), ("char", self._char)):
+            vocab = {k: int(v) for k, v in vec.vocabulary_.items()}
+            (d / f"tfidf_{name}.json").write_text(
+                json.dumps(
+                    {
+                        "vocabulary": vocab,
+                        "params": {
+                            "ngram_range": list(vec.ngram_range),
+                            "analyzer": vec.analyzer,
+                            "sublinear_tf": vec.sublinear_tf,
+                        },
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            np.save(d / f"tfidf_{name}_idf.npy", vec.idf_)
+        np.save(d / "coef.npy", self._coef)
+        np.save(d / "intercept.npy", self._intercept)
+        np.save(d / "train_embeddings.npy", self._train_emb)
+        np.save(d / "train_labels.npy", self._train_y.astype(np.int32))
+        (d / "classifier.json").write_text(
+            json.dumps(
+                {
+                    "classes": [str(c) for c in self.classes_],
+                    "temperature": self.temperature,
+                    "oos_threshold": self.oos_threshold,
+                    "oos_label": self.oos_label,
+                    "params": self.params,
+                    "seed": self.seed,
+                },
+                indent=2,
+            )
+        )
+
+    @classmethod
+    def load(cls, directory: Path, embedder=None) -> IntentClassifier:
+        """Read a classifier written by :meth:`save`."""
+        d = Path(directory)
+        try:
+            meta = json.loads((d / "classifier.json").read_text())
+            obj = cls(embedder, meta["params"], seed=meta.get("seed", 0))
+            obj.classes_ = np.array(meta["classes"])
+            obj.temperature = float(meta["temperature"])
+            obj.oos_threshold = meta.get("oos_threshold")
+            obj.oos_label = meta.get("oos_label")
+            for name in ("word", "char"):
+                spec = json.loads((d / f"tfidf_{name}.json").read_text())
+                vec = TfidfVectorizer(
+                    vocabulary=spec["vocabulary"],
+                    ngram_range=tuple(spec["params"]["ngram_range"]),
+                    analyzer=spec["params"]["analyzer"],
+                    sublinear_tf=spec["params"]["sublinear_tf"],
+                )
+                vec.idf_ = np.load(d / f"tfidf_{name}_idf.npy")
+                setattr(obj, f"_{name}", vec)
+            obj._coef = np.load(d / "coef.npy")
+            obj._intercept = np.load(d / "intercept.npy")
+            obj._train_emb = np.load(d / "train_embeddings.npy")
+            obj._train_y = np.load(d / "train_labels.npy")
+        except (OSError, ValueError, KeyError) as exc:
+            raise BundleError(f"intent model {d} is incomplete or corrupt: {exc}") from exc
+        return obj
+
+
+def choose_oos_threshold(
+    in_scope_scores: np.ndarray, correct: np.ndarray, *, max_loss: float = 0.01, oos_scores: np.ndarray | None = None
+) -> float:
+    """A threshold on the in-scope score, chosen on validation data.
+
+    Without out-of-scope examples: the highest threshold at which the share of in-scope
+    validation texts that are both correct and accepted drops by at most ``max_loss`` from
+    its value with no rejection (rejecting mostly the ones it would get wrong anyway).
+    With out-of-scope examples (``oos_scores``): the threshold maximising the mean of
+    in-scope correct-and-accepted and out-of-scope recall.
+    """
+    in_scope_scores = np.asarray(in_scope_scores, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    if len(in_scope_scores) != len(correct):
+        raise ValueError("scores and correctness differ in length")
+    candidates = np.unique(np.concatenate([in_scope_scores, [0.0]]))
+    base = correct.mean()
+    best = 0.0
+    if oos_scores is None or len(oos_scores) == 0:
+        for t in candidates:
+            if (correct & (in_scope_scores >= t)).mean() >= base - max_loss:
+                best = max(best, float(t))
+        return best
+    oos_scores = np.asarray(oos_scores, dtype=np.float64)
+    best_value = -1.0
+    for t in np.unique(np.concatenate([candidates, oos_scores])):
+        value = 0.5 * (correct & (in_scope_scores >= t)).mean() + 0.5 * (oos_scores < t).mean()
+        if value > best_value:
+            best, best_value = float(t), value
+    return best

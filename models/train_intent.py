@@ -1,0 +1,332 @@
+"""Train, validate, version and promote intent models (``deflect train``, ``deflect models``)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deflect.errors import BundleError, InvalidInputError, NotReadyError
+from eval.classification import accuracy, expected_calibration_error, macro_f1, oos_auroc, per_class
+from models import bundle as B
+from models.intent import IntentClassifier, choose_oos_threshold, fit_temperature
+
+HISTORY = "model-history"
+
+
+@dataclass
+class LabeledTexts:
+    """Training data read from a file: texts, labels, optional article ids, and origins."""
+
+    texts: list[str]
+    labels: list[str]
+    article_ids: list[str]
+    fingerprint: str
+    path: str
+
+
+def load_labeled_texts(path: str | Path, text_col: str = "text", label_col: str = "label") -> LabeledTexts:
+    """Read CSV or JSONL training data; any problem raises :class:`InvalidInputError` naming it."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{path}: not UTF-8 (byte {exc.start}); re-save the file as UTF-8") from exc
+    rows: list[tuple[str, dict]] = []
+    if path.suffix.lower() in {".jsonl", ".ndjson"}:
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise InvalidInputError(f"{path}:{n}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise InvalidInputError(f"{path}:{n}: not a JSON object")
+            rows.append((f"{path}:{n}", obj))
+        columns = set().union(*(r.keys() for _, r in rows)) if rows else set()
+    else:
+        reader = csv.DictReader(text.splitlines(keepends=True))
+        columns = set(reader.fieldnames or [])
+        for row in reader:
+            rows.append((f"{path}:{reader.line_num}", row))
+    if not rows:
+        raise InvalidInputError(f"{path}: no rows")
+    for col in (text_col, label_col):
+        if col not in columns:
+            raise InvalidInputError(
+                f"{path}: missing column {col!r} (columns: {', '.join(sorted(columns))}); use --text-col / --label-col",
+                field=col,
+            )
+    texts, labels, arts = [], [], []
+    for origin, r in rows:
+        t, lab = r.get(text_col), r.get(label_col)
+        if not isinstance(t, str) or not t.strip():
+            raise InvalidInputError(f"{origin}: empty text in column {text_col!r}", field=text_col)
+        if lab is None or not str(lab).strip():
+            raise InvalidInputError(f"{origin}: empty label in column {label_col!r}", field=label_col)
+        texts.append(t.strip())
+        labels.append(str(lab).strip())
+        arts.append(str(r.get("article_id") or "").strip())
+    counts = Counter(labels)
+    if len(counts) < 2:
+        raise InvalidInputError(f"{path}: only one class ({next(iter(counts))!r}); at least two are needed")
+    rare = sorted(c for c, n in counts.items() if n < 2)
+    if rare:
+        raise InvalidInputError(
+            f"{path}: class {rare[0]!r} has fewer than two examples"
+            + (f" (and {len(rare) - 1} more: {', '.join(rare[1:6])})" if len(rare) > 1 else "")
+        )
+    return LabeledTexts(texts, labels, arts, hashlib.sha256(raw).hexdigest()[:16], str(path))
+
+
+def split(labels: list[str], val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified split: each class keeps at least one training example, and gives
+    ``val_split`` of its examples (at least one when it has three or more) to validation."""
+    if not 0.0 < val_split < 0.9:
+        raise InvalidInputError(f"--val-split must be between 0 and 0.9, got {val_split}", field="val_split")
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_class.setdefault(lab, []).append(i)
+    train, val = [], []
+    for lab in sorted(by_class):
+        idx = np.array(by_class[lab])
+        rng.shuffle(idx)
+        n_val = int(round(len(idx) * val_split))
+        n_val = min(max(n_val, 1 if len(idx) >= 3 else 0), len(idx) - 1)
+        val += idx[:n_val].tolist()
+        train += idx[n_val:].tolist()
+    return np.array(sorted(train)), np.array(sorted(val))
+
+
+@dataclass
+class TrainResult:
+    version: str
+    metrics: dict
+    promoted: bool
+    promotion_note: str
+    seconds: float
+    manifest: dict = field(default_factory=dict)
+
+
+def evaluate(clf: IntentClassifier, texts: list[str], labels: list[str], views, oos_label: str | None) -> dict:
+    """Validation metrics of ``clf`` on labeled texts (OOS decided by its threshold)."""
+    preds = clf.predict_intents(texts, views=views)
+    in_scope = [i for i, lab in enumerate(labels) if lab != oos_label]
+    oos = [i for i, lab in enumerate(labels) if lab == oos_label]
+    y_pred = [oos_label if (p.out_of_scope and oos_label) else p.label for p in preds]
+    y_true = list(labels)
+    m = {
+        "n": len(labels),
+        "accuracy": accuracy(y_true, y_pred),
+        "macro_f1": macro_f1(y_true, y_pred),
+        "per_intent": per_class(y_true, y_pred),
+        "ece": expected_calibration_error(
+            [p.confidence for p in preds], [p.label == t for p, t in zip(preds, labels, strict=True)]
+        ),
+    }
+    if oos:
+        m["oos_recall"] = float(np.mean([preds[i].out_of_scope or preds[i].label == oos_label for i in oos]))
+        m["oos_auroc"] = oos_auroc([preds[i].oos_score for i in in_scope], [preds[i].oos_score for i in oos])
+        m["in_scope_accuracy"] = (
+            float(np.mean([preds[i].label == labels[i] and not preds[i].out_of_scope for i in in_scope]))
+            if in_scope
+            else float("nan")
+        )
+    return m
+
+
+def learned_links(labels: list[str], article_ids: list[str], min_share: float = 0.2) -> dict[str, list[str]]:
+    """Intent -> article ids, from training rows that carry an ``article_id``."""
+    per: dict[str, Counter] = {}
+    for lab, aid in zip(labels, article_ids, strict=True):
+        for a in filter(None, (x.strip() for x in aid.split("|"))):
+            per.setdefault(lab, Counter())[a] += 1
+    out = {}
+    for lab, c in per.items():
+        total = sum(c.values())
+        out[lab] = [a for a, n in c.most_common() if n / total >= min_share][:3]
+    return out
+
+
+def train(
+    data: LabeledTexts,
+    home: Path,
+    embedder,
+    *,
+    oos_label: str | None = None,
+    val_split: float = 0.1,
+    seed: int = 0,
+    params: dict | None = None,
+    promote: bool = False,
+    force: bool = False,
+    progress: bool = False,
+) -> TrainResult:
+    """Train a classifier, validate it, write a model bundle, and (optionally) promote it."""
+    t0 = time.perf_counter()
+    home = Path(home)
+    if oos_label is not None and oos_label not in set(data.labels):
+        raise InvalidInputError(f"{data.path}: --oos-label {oos_label!r} is not a label in the file", field="oos_label")
+    tr, va = split(data.labels, val_split, seed)
+    emb, mx = embedder.encode_views(data.texts, batch_size=32)
+    texts = np.array(data.texts, dtype=object)
+    labels = np.array(data.labels, dtype=object)
+
+    clf = IntentClassifier(embedder, params, seed=seed).fit(list(texts[tr]), list(labels[tr]), views=(emb[tr], mx[tr]))
+    val_texts, val_labels = list(texts[va]), list(labels[va])
+    dec = clf.decision_function(val_texts, views=(emb[va], mx[va]))
+    y_idx = np.searchsorted(clf.classes_, val_labels)
+    clf.temperature = fit_temperature(dec, y_idx)
+    proba = clf.predict_proba(val_texts, views=(emb[va], mx[va]))
+    scores = clf.oos_scores(proba, emb[va])
+    pred = clf.classes_[np.argmax(proba, axis=1)]
+    is_oos = np.array([lab == oos_label for lab in val_labels])
+    correct = (pred == np.array(val_labels)) & ~is_oos
+    clf.oos_label = oos_label
+    clf.oos_threshold = choose_oos_threshold(
+        scores[~is_oos], correct[~is_oos], oos_scores=scores[is_oos] if is_oos.any() else None
+    )
+    metrics = evaluate(clf, val_texts, val_labels, (emb[va], mx[va]), oos_label)
+
+    # the bundle's model is refitted on all the data with the calibration and threshold found above
+    final = IntentClassifier(embedder, params, seed=seed).fit(data.texts, data.labels, views=(emb, mx))
+    final.temperature, final.oos_threshold, final.oos_label = clf.temperature, clf.oos_threshold, oos_label
+    seconds = time.perf_counter() - t0
+    links = learned_links(data.labels, data.article_ids)
+
+    def fill(tmp: Path) -> dict:
+        final.save(tmp / "classifier")
+        (tmp / "links.json").write_text(json.dumps(links, indent=2))
+        (tmp / "validation.json").write_text(json.dumps({"texts": val_texts, "labels": val_labels}))
+        return {
+            "labels": [str(c) for c in final.classes_],
+            "oos": {
+                "method": "threshold on w*confidence + (1-w)*mean cosine to the 5 nearest training examples of "
+                "the predicted class, chosen on the validation split",
+                "threshold": final.oos_threshold,
+                "label": oos_label,
+                "weight": final.params["oos_weight"],
+            },
+            "temperature": final.temperature,
+            "validation": {k: v for k, v in metrics.items() if k != "per_intent"},
+            "per_intent": metrics["per_intent"],
+            "data": {
+                "path": data.path,
+                "fingerprint": data.fingerprint,
+                "rows": len(data.texts),
+                "val_split": val_split,
+                "seed": seed,
+            },
+            "embedder": {"name": embedder.name, "dimension": embedder.dimension, "fingerprint": embedder.fingerprint},
+            "params": final.params,
+            "training_seconds": round(seconds, 2),
+            "links_learned": bool(links),
+        }
+
+    version = B.write_bundle(home, "model", fill, make_current=False)
+    promoted, note = False, "not promoted (use --promote)"
+    if promote:
+        promoted, note = maybe_promote(
+            home,
+            version,
+            embedder,
+            val_texts,
+            val_labels,
+            (emb[va], mx[va]),
+            metrics["macro_f1"],
+            oos_label,
+            force=force,
+        )
+    manifest = B.read_manifest(B.bundle_path(home, "model", version))
+    return TrainResult(version, metrics, promoted, note, seconds, manifest)
+
+
+def load_model(home: Path, version: str, embedder) -> tuple[IntentClassifier, dict, dict]:
+    """A model bundle's classifier, manifest and learned links; refuses another embedder's."""
+    path = B.bundle_path(home, "model", version)
+    manifest = B.read_manifest(path)
+    B.check_embedder(manifest, embedder, path)
+    clf = IntentClassifier.load(path / "classifier", embedder)
+    try:
+        links = json.loads((path / "links.json").read_text())
+    except (OSError, ValueError):
+        links = {}
+    return clf, manifest, links
+
+
+def maybe_promote(
+    home: Path,
+    version: str,
+    embedder,
+    val_texts,
+    val_labels,
+    views,
+    new_f1: float,
+    oos_label: str | None,
+    *,
+    force: bool,
+) -> tuple[bool, str]:
+    """Make ``version`` current if its validation macro-F1 is not worse than the current
+    model's on the same validation data (or ``force``)."""
+    current = B.read_pointer(home, "model")
+    if current is None or force:
+        promote_version(home, version)
+        return True, "promoted (forced)" if force and current else "promoted (no current model)"
+    try:
+        cur, _, _ = load_model(home, current, embedder)
+        cur_f1 = evaluate(cur, val_texts, val_labels, views, oos_label)["macro_f1"]
+    except BundleError as exc:
+        promote_version(home, version)
+        return True, f"promoted (current model {current} unusable: {exc})"
+    if new_f1 + 1e-9 >= cur_f1:
+        promote_version(home, version)
+        return True, f"promoted: macro-F1 {new_f1:.4f} >= current {current} {cur_f1:.4f} on the same validation data"
+    return False, (
+        f"not promoted: macro-F1 {new_f1:.4f} < current {current} {cur_f1:.4f} on the same validation "
+        "data (use --force to promote anyway)"
+    )
+
+
+def _history(home: Path) -> list[str]:
+    try:
+        return [v for v in (Path(home) / HISTORY).read_text().split() if v]
+    except FileNotFoundError:
+        return []
+
+
+def promote_version(home: Path, version: str) -> None:
+    """Make ``version`` the current model (atomic), remembering the order for rollback."""
+    B.write_pointer(home, "model", version)
+    hist = [v for v in _history(home) if v != version] + [version]
+    tmp = Path(home) / f".{HISTORY}.tmp"
+    tmp.write_text("\n".join(hist) + "\n")
+    tmp.replace(Path(home) / HISTORY)
+
+
+def rollback(home: Path) -> str:
+    """Go back to the model that was current before this one. Returns its version."""
+    current = B.read_pointer(home, "model")
+    if current is None:
+        raise NotReadyError(f"no current model in {home}")
+    hist = [v for v in _history(home) if (B.bundle_path(home, "model", v) / "manifest.json").exists()]
+    if current in hist:
+        hist = hist[: hist.index(current)]
+    if not hist:
+        raise NotReadyError(f"nothing to roll back to: {current} is the first model promoted in {home}")
+    previous = hist[-1]
+    B.write_pointer(home, "model", previous)
+    tmp = Path(home) / f".{HISTORY}.tmp"
+    tmp.write_text("\n".join(hist) + "\n")
+    tmp.replace(Path(home) / HISTORY)
+    return previous
