@@ -378,22 +378,9 @@ class OnnxEmbedder(_TokenizerMixin):
         if len(texts) == 1:
             emb, mx = self._run(texts)
             return emb, mx
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        embs, mxs = [], []
-        for start in range(0, len(texts), batch_size):
-            e, m = self._run([texts[i] for i in order[start : start + batch_size]])
-            embs.append(e)
-            mxs.append(m)
-        inv = np.empty(len(order), dtype=np.int64)
-        inv[np.array(order)] = np.arange(len(order))
-        return np.concatenate(embs)[inv], np.concatenate(mxs)[inv]
+        return self._batched(texts, batch_size, both=True)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, getattr(self, "dimension", 0)), dtype=np.float32)
-        if len(texts) == 1:  # the serving path: one query per request
-            return self._run(texts)[0]
+    def _batched(self, texts: list[str], batch_size: int, *, both: bool, progress: bool = False):
         # sort by length so each batch pads to similar lengths, then restore the order
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         starts = list(range(0, len(texts), batch_size))
@@ -403,10 +390,10 @@ class OnnxEmbedder(_TokenizerMixin):
 
             bar = tqdm(total=len(texts), desc="embedding", unit="chunk")
 
-        def run(start: int) -> np.ndarray:
-            part = self._run([texts[i] for i in order[start : start + batch_size]])[0]
+        def run(start: int):
+            part = self._run([texts[i] for i in order[start : start + batch_size]])
             if bar is not None:
-                bar.update(len(part))
+                bar.update(len(part[0]))
             return part
 
         if self.parallel > 1 and len(starts) > 1:
@@ -418,10 +405,20 @@ class OnnxEmbedder(_TokenizerMixin):
             out = [run(s) for s in starts]
         if bar is not None:
             bar.close()
-        stacked = np.concatenate(out).astype(np.float32, copy=False)
-        result = np.empty_like(stacked)
-        result[np.array(order)] = stacked
-        return result
+        inv = np.empty(len(order), dtype=np.int64)
+        inv[np.array(order)] = np.arange(len(order))
+        emb = np.concatenate([o[0] for o in out]).astype(np.float32, copy=False)[inv]
+        if not both:
+            return emb
+        return emb, np.concatenate([o[1] for o in out]).astype(np.float32, copy=False)[inv]
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, getattr(self, "dimension", 0)), dtype=np.float32)
+        if len(texts) == 1:  # the serving path: one query per request
+            return self._run(texts)[0]
+        return self._batched(texts, batch_size, both=False, progress=progress)
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

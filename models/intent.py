@@ -170,10 +170,18 @@ class IntentClassifier:
         return out
 
     def oos_scores(self, proba: np.ndarray, emb: np.ndarray) -> np.ndarray:
-        """In-scope score: ``w * confidence + (1 - w) * kNN cosine``; low means out of scope."""
-        idx = np.argmax(proba, axis=1)
+        """In-scope score: ``w * confidence + (1 - w) * kNN cosine``; low means out of scope.
+
+        Both parts look at the best in-scope class (an explicit out-of-scope class, if the
+        model has one, is left out), so texts that put their mass on it score low.
+        """
+        p = proba
+        if self.oos_label is not None and self.oos_label in set(self.classes_.tolist()):
+            p = proba.copy()
+            p[:, int(np.searchsorted(self.classes_, self.oos_label))] = -1.0
+        idx = np.argmax(p, axis=1)
         w = float(self.params["oos_weight"])
-        return w * proba.max(axis=1) + (1 - w) * self.knn_similarity(emb, idx)
+        return w * p.max(axis=1) + (1 - w) * self.knn_similarity(emb, idx)
 
     def predict_intents(self, texts: Sequence[str], *, views=None) -> list[IntentPrediction]:
         """Labels, confidences and out-of-scope decisions for ``texts``."""
@@ -258,32 +266,39 @@ class IntentClassifier:
 
 
 def choose_oos_threshold(
-    in_scope_scores: np.ndarray, correct: np.ndarray, *, max_loss: float = 0.01, oos_scores: np.ndarray | None = None
+    in_scope_scores: np.ndarray,
+    correct: np.ndarray,
+    *,
+    max_loss: float = 0.01,
+    oos_scores: np.ndarray | None = None,
+    oos_caught: np.ndarray | None = None,
 ) -> float:
     """A threshold on the in-scope score, chosen on validation data.
 
     Without out-of-scope examples: the highest threshold at which the share of in-scope
     validation texts that are both correct and accepted drops by at most ``max_loss`` from
-    its value with no rejection (rejecting mostly the ones it would get wrong anyway).
-    With out-of-scope examples (``oos_scores``): the threshold maximising the mean of
-    in-scope correct-and-accepted and out-of-scope recall.
+    its value with no rejection (so it rejects mostly what it would get wrong anyway).
+    With out-of-scope examples (``oos_scores``; ``oos_caught`` marks those already predicted
+    as the out-of-scope label): the threshold that maximises the share of validation texts
+    handled right, i.e. in-scope correct and accepted, or out-of-scope rejected.
     """
     in_scope_scores = np.asarray(in_scope_scores, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     if len(in_scope_scores) != len(correct):
         raise ValueError("scores and correctness differ in length")
     candidates = np.unique(np.concatenate([in_scope_scores, [0.0]]))
-    base = correct.mean()
-    best = 0.0
+    base = correct.mean() if len(correct) else 0.0
     if oos_scores is None or len(oos_scores) == 0:
+        best = 0.0
         for t in candidates:
             if (correct & (in_scope_scores >= t)).mean() >= base - max_loss:
                 best = max(best, float(t))
         return best
     oos_scores = np.asarray(oos_scores, dtype=np.float64)
-    best_value = -1.0
+    caught = np.zeros(len(oos_scores), bool) if oos_caught is None else np.asarray(oos_caught, dtype=bool)
+    best, best_value = 0.0, -1.0
     for t in np.unique(np.concatenate([candidates, oos_scores])):
-        value = 0.5 * (correct & (in_scope_scores >= t)).mean() + 0.5 * (oos_scores < t).mean()
+        value = (correct & (in_scope_scores >= t)).sum() + (caught | (oos_scores < t)).sum()
         if value > best_value:
             best, best_value = float(t), value
     return best

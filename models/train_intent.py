@@ -188,6 +188,7 @@ def train(
     dec = clf.decision_function(val_texts, views=(emb[va], mx[va]))
     y_idx = np.searchsorted(clf.classes_, val_labels)
     clf.temperature = fit_temperature(dec, y_idx)
+    clf.oos_label = oos_label
     proba = clf.predict_proba(val_texts, views=(emb[va], mx[va]))
     scores = clf.oos_scores(proba, emb[va])
     pred = clf.classes_[np.argmax(proba, axis=1)]
@@ -195,7 +196,10 @@ def train(
     correct = (pred == np.array(val_labels)) & ~is_oos
     clf.oos_label = oos_label
     clf.oos_threshold = choose_oos_threshold(
-        scores[~is_oos], correct[~is_oos], oos_scores=scores[is_oos] if is_oos.any() else None
+        scores[~is_oos],
+        correct[~is_oos],
+        oos_scores=scores[is_oos] if is_oos.any() else None,
+        oos_caught=(pred[is_oos] == oos_label) if is_oos.any() else None,
     )
     metrics = evaluate(clf, val_texts, val_labels, (emb[va], mx[va]), oos_label)
 

@@ -8,6 +8,7 @@ import typer
 
 from deflect.cli.ingest import ingest_cmd
 from deflect.cli.serve import index_app, serve_cmd, suggest_cmd
+from deflect.cli.train import models_app, train_cmd
 
 app = typer.Typer(
     help="deflect: suggest help-center articles while customers type, and measure deflection.",
@@ -18,7 +19,9 @@ app = typer.Typer(
 app.command("ingest")(ingest_cmd)
 app.command("serve")(serve_cmd)
 app.command("suggest")(suggest_cmd)
+app.command("train")(train_cmd)
 app.add_typer(index_app, name="index")
+app.add_typer(models_app, name="models")
 
 
 @app.callback()

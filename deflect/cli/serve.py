@@ -58,6 +58,8 @@ def suggest_cmd(
         typer.echo(
             json.dumps(
                 {
+                    "intent": res.intent,
+                    "model_version": res.model_version,
                     "abstained": res.abstained,
                     "reason": res.reason,
                     "suggestions": [s.__dict__ for s in res.would_show],
@@ -68,6 +70,11 @@ def suggest_cmd(
             )
         )
         return
+    if res.intent:
+        typer.echo(
+            f"intent: {res.intent['label']} ({res.intent['confidence']:.2f})"
+            + ("  [out of scope]" if res.intent.get("out_of_scope") else "")
+        )
     if res.abstained:
         typer.secho(f"abstained: {res.reason} (what would have been shown is listed below)", fg=typer.colors.YELLOW)
     for i, s in enumerate(res.would_show, 1):

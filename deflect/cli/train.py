@@ -1,0 +1,134 @@
+"""deflect train / deflect models."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deflect.cli.common import HomeOpt, friendly, settings_for
+
+models_app = typer.Typer(help="List, inspect, promote and roll back intent models.", no_args_is_help=True)
+
+
+def _print_metrics(m: dict) -> None:
+    typer.echo(
+        f"validation ({m['n']} texts): accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}"
+    )
+    if "oos_recall" in m:
+        typer.echo(
+            f"out of scope: recall {m['oos_recall']:.4f}  AUROC {m['oos_auroc']:.4f}  "
+            f"in-scope accuracy (correct and accepted) {m['in_scope_accuracy']:.4f}"
+        )
+    typer.echo(f"\n{'intent':<32} {'precision':>9} {'recall':>7} {'F1':>6} {'n':>5}")
+    for label, r in sorted(m["per_intent"].items()):
+        typer.echo(f"{label:<32} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1']:>6.3f} {r['support']:>5}")
+
+
+@friendly
+def train_cmd(
+    data: Annotated[Path, typer.Argument(help="CSV or JSONL of labeled texts.")],
+    text_col: Annotated[str, typer.Option(help="Column with the text.")] = "text",
+    label_col: Annotated[str, typer.Option(help="Column with the intent label.")] = "label",
+    oos_label: Annotated[str | None, typer.Option(help="Label that marks out-of-scope examples.")] = None,
+    val_split: Annotated[float, typer.Option(help="Share of each intent held out for validation.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed for the split and the model.")] = 0,
+    promote: Annotated[bool, typer.Option(help="Make it current if not worse than the current model.")] = False,
+    force: Annotated[bool, typer.Option(help="With --promote: promote even if worse.")] = False,
+    home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train an intent model from labeled texts, validate it, and write a new model bundle."""
+    from models.embedder import load_embedder
+    from models.train_intent import load_labeled_texts, train
+
+    settings = settings_for(home)
+    rows = load_labeled_texts(data, text_col, label_col)
+    embedder = load_embedder(settings)
+    if hasattr(embedder, "parallel"):
+        embedder.parallel = os.cpu_count() or 1  # training encodes in bulk
+    res = train(
+        rows, settings.home, embedder, oos_label=oos_label, val_split=val_split, seed=seed, promote=promote, force=force
+    )
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "version": res.version,
+                    "promoted": res.promoted,
+                    "note": res.promotion_note,
+                    "seconds": round(res.seconds, 2),
+                    "validation": res.metrics,
+                },
+                indent=2,
+            )
+        )
+        return
+    typer.echo(
+        f"trained {res.version} on {len(rows.texts)} texts, {len(set(rows.labels))} intents in {res.seconds:.1f}s"
+    )
+    _print_metrics(res.metrics)
+    typer.echo(f"\n{res.promotion_note}")
+
+
+@models_app.command("list")
+@friendly
+def models_list(home: HomeOpt = None) -> None:
+    """Model versions on disk, the current one marked with *."""
+    from models import bundle as B
+
+    settings = settings_for(home)
+    cur = B.read_pointer(settings.home, "model")
+    versions = B.list_versions(settings.home, "model")
+    if not versions:
+        typer.echo(f"no models in {settings.home}: run `deflect train DATA`")
+    for v in versions:
+        m = B.read_manifest(B.bundle_path(settings.home, "model", v))
+        val = m.get("validation", {})
+        typer.echo(
+            f"{'*' if v == cur else ' '} {v}  {len(m.get('labels', [])):>3} intents  "
+            f"macro-F1 {val.get('macro_f1', float('nan')):.4f}  data {m.get('data', {}).get('path')}"
+        )
+
+
+@models_app.command("show")
+@friendly
+def models_show(
+    version: Annotated[str, typer.Argument(help="A model version, or 'current'.")], home: HomeOpt = None
+) -> None:
+    """The manifest of a model: labels, threshold, validation metrics, data and embedder."""
+    from deflect.errors import NotReadyError
+    from models import bundle as B
+
+    settings = settings_for(home)
+    if version == "current":
+        version = B.read_pointer(settings.home, "model") or ""
+        if not version:
+            raise NotReadyError(f"no current model in {settings.home}")
+    typer.echo(json.dumps(B.read_manifest(B.bundle_path(settings.home, "model", version)), indent=2))
+
+
+@models_app.command("promote")
+@friendly
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The model version to make current.")], home: HomeOpt = None
+) -> None:
+    """Make VERSION the current model (the API picks it up without a restart)."""
+    from models.train_intent import promote_version
+
+    settings = settings_for(home)
+    promote_version(settings.home, version)
+    typer.echo(f"{version} is now the current model")
+
+
+@models_app.command("rollback")
+@friendly
+def models_rollback(home: HomeOpt = None) -> None:
+    """Go back to the model that was current before the current one."""
+    from models.train_intent import rollback
+
+    settings = settings_for(home)
+    typer.echo(f"rolled back: {rollback(settings.home)} is now the current model")
