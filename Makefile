@@ -20,11 +20,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 
+# the demo's intents that must always reach a person
+DEMO_ENV := DEFLECT_HOME=$(HOME_DIR) DEFLECT_NEVER_DEFLECT=account_compromised,billing_dispute \
+	DEFLECT_INTENT_ARTICLES=examples/intent_articles.json
+
 demo: install
-	DEFLECT_HOME=$(HOME_DIR) $(BIN)/deflect ingest examples/helpcenter
+	$(DEMO_ENV) $(BIN)/deflect ingest examples/helpcenter
+	$(DEMO_ENV) $(BIN)/deflect train examples/intents.csv --oos-label out_of_scope --promote
 
 run: demo
-	DEFLECT_HOME=$(HOME_DIR) $(BIN)/deflect serve --host 127.0.0.1 --port 8000
+	$(DEMO_ENV) $(BIN)/deflect serve --host 127.0.0.1 --port 8000
 
 test: install
 	$(BIN)/python -m pytest -q

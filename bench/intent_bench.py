@@ -102,3 +102,54 @@ def run(embedder, home: Path, row, notes: list[str], *, held_out: int = 20, seed
     )
     row("banking77", "unknown intents (57 in / 20 out)", "AUROC", auc, "")
     notes.append("banking77 held-out intents (seed 0): " + ", ".join(out))
+
+
+def demo_effects(ingest_embedder, query_embedder, work: Path, row, notes: list[str]) -> None:
+    """On the demo: does the intent model help retrieval (boost) and abstention (out of scope)?
+
+    Every configuration runs the real engine on the 348 labeled demo queries; the model is
+    trained on examples/intents.csv (written separately from the queries)."""
+    from deflect.config import Settings
+    from deflect.engine import Engine, SuggestQuery
+    from eval.metrics import mrr_at_k, recall_at_k
+    from eval.queries import load_queries
+    from kb_ingest.pipeline import ingest
+    from models.train_intent import load_labeled_texts
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    home = work / "demo-intent-home"
+    ingest(root / "helpcenter", home, ingest_embedder)
+    data = load_labeled_texts(root / "intents.csv")
+    train(data, home, query_embedder, oos_label="out_of_scope", promote=True)
+    queries = load_queries(root / "demo_queries.csv")
+    rel = [q.relevant for q in queries]
+    views = query_embedder.encode_views([q.text for q in queries])
+    configs = {
+        "no intent model": dict(_no_model=True),
+        "model, no boost, no OOS abstention": dict(intent_boost=0.0, oos_override_score=0.0),
+        "model, boost 0.05": dict(intent_boost=0.05, oos_override_score=0.0),
+        "model, boost 0.10": dict(intent_boost=0.10, oos_override_score=0.0),
+        "model, boost 0.05, OOS abstain (override 0.60)": dict(intent_boost=0.05, oos_override_score=0.6),
+        "model, boost 0.05, OOS abstain (no override)": dict(intent_boost=0.05, oos_override_score=2.0),
+    }
+    for name, cfg in configs.items():
+        no_model = cfg.pop("_no_model", False)
+        s = Settings(home=home, intent_articles=str(root / "intent_articles.json"), reload_interval=3600, **cfg)
+        engine = Engine(s, query_embedder)
+        if no_model:
+            engine.model.get_optional = lambda: None  # type: ignore[method-assign]
+        ranked, abst = [], []
+        for i, q in enumerate(queries):
+            r = engine.suggest(SuggestQuery(subject=q.subject, description=q.description, k=10),
+                               views=(views[0][i], views[1][i]))
+            ranked.append([x.article_id for x in r.would_show])
+            abst.append(r.abstained)
+        ans = [i for i, r_ in enumerate(rel) if r_]
+        unans = [i for i, r_ in enumerate(rel) if not r_]
+        shown_ok = [ranked[i][0] in rel[i] for i in range(len(rel)) if not abst[i] and ranked[i]]
+        row("demo+intent", name, "recall@1", recall_at_k(ranked, rel, 1), f"recall@3 {recall_at_k(ranked, rel, 3):.3f}",
+            "")
+        row("demo+intent", name, "mrr@10", mrr_at_k(ranked, rel, 10), "")
+        row("demo+intent", name, "abstain unans.", float(np.mean([abst[i] for i in unans])),
+            f"answerable abstained {np.mean([abst[i] for i in ans]):.3f}; "
+            f"precision@1 of shown {np.mean(shown_ok):.3f}")

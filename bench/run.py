@@ -331,7 +331,7 @@ def markdown_table() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", default="stackfaq,demo,http,ingest")
+    ap.add_argument("--only", default="stackfaq,demo,http,ingest,banking77")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per HTTP load level")
     ap.add_argument("--articles", type=int, default=2000, help="generated articles for the ingest benchmark")
     ap.add_argument("--baseline-sample", type=int, default=600, help="chunks encoded by the PyTorch baseline")
@@ -357,6 +357,18 @@ def main() -> None:
             bench_http(work, embs, a.seconds)
         if "ingest" in only:
             bench_ingest(embs, work, settings, a.articles, a.baseline_sample)
+        if "banking77" in only:
+            if (msg := missing("banking77")) is not None:
+                print(f"  SKIPPED BANKING77: {msg}")
+                notes.append(f"BANKING77 skipped: {msg}")
+            else:
+                from bench import intent_bench
+
+                intent_bench.run(embs.int8, work / "b77-home", row, notes)
+        if "demo" in only:
+            from bench import intent_bench
+
+            intent_bench.demo_effects(embs.ingest, embs.int8, work, row, notes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     minutes = (datetime.now(UTC) - started).total_seconds() / 60
@@ -374,7 +386,7 @@ def main() -> None:
     )
     (RESULTS / "latest.md").write_text(md)
     readme = ROOT / "README.md"
-    if not a.no_readme and readme.exists() and only == {"stackfaq", "demo", "http", "ingest"}:
+    if not a.no_readme and readme.exists() and only == {"stackfaq", "demo", "http", "ingest", "banking77"}:
         text = readme.read_text()
         start, end = "<!-- bench:start -->", "<!-- bench:end -->"
         if start in text and end in text:
