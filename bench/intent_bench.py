@@ -140,16 +140,27 @@ def demo_effects(ingest_embedder, query_embedder, work: Path, row, notes: list[s
             engine.model.get_optional = lambda: None  # type: ignore[method-assign]
         ranked, abst = [], []
         for i, q in enumerate(queries):
-            r = engine.suggest(SuggestQuery(subject=q.subject, description=q.description, k=10),
-                               views=(views[0][i], views[1][i]))
+            r = engine.suggest(
+                SuggestQuery(subject=q.subject, description=q.description, k=10), views=(views[0][i], views[1][i])
+            )
             ranked.append([x.article_id for x in r.would_show])
             abst.append(r.abstained)
         ans = [i for i, r_ in enumerate(rel) if r_]
         unans = [i for i, r_ in enumerate(rel) if not r_]
         shown_ok = [ranked[i][0] in rel[i] for i in range(len(rel)) if not abst[i] and ranked[i]]
-        row("demo+intent", name, "recall@1", recall_at_k(ranked, rel, 1), f"recall@3 {recall_at_k(ranked, rel, 3):.3f}",
-            "")
+        row(
+            "demo+intent",
+            name,
+            "recall@1",
+            recall_at_k(ranked, rel, 1),
+            f"recall@3 {recall_at_k(ranked, rel, 3):.3f}",
+            "",
+        )
         row("demo+intent", name, "mrr@10", mrr_at_k(ranked, rel, 10), "")
-        row("demo+intent", name, "abstain unans.", float(np.mean([abst[i] for i in unans])),
-            f"answerable abstained {np.mean([abst[i] for i in ans]):.3f}; "
-            f"precision@1 of shown {np.mean(shown_ok):.3f}")
+        row(
+            "demo+intent",
+            name,
+            "abstain unans.",
+            float(np.mean([abst[i] for i in unans])),
+            f"answerable abstained {np.mean([abst[i] for i in ans]):.3f}; precision@1 of shown {np.mean(shown_ok):.3f}",
+        )

@@ -40,3 +40,48 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, real_home):
     assert r.exit_code == 1 and "no such file" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["index", "info", "--home", str(tmp_path / "empty-home")])
     assert r.exit_code == 1 and "deflect ingest" in r.output
+
+
+def test_train_models_and_suggest_with_intent(tmp_path, real_home):
+    from tests.conftest import ROOT
+
+    r = runner.invoke(app, ["ingest", str(DEMO_KB), "--home", str(real_home)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(ROOT / "examples" / "intents.csv"),
+            "--oos-label",
+            "out_of_scope",
+            "--promote",
+            "--home",
+            str(real_home),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "macro-F1" in r.output and "out of scope: recall" in r.output and "promoted" in r.output
+    assert "billing_dispute" in r.output  # per-intent table
+    r = runner.invoke(app, ["models", "list", "--home", str(real_home)])
+    assert r.exit_code == 0 and r.output.startswith("* ")
+    r = runner.invoke(app, ["models", "show", "current", "--home", str(real_home)])
+    manifest = json.loads(r.stdout)
+    assert "account_compromised" in manifest["labels"] and manifest["oos"]["label"] == "out_of_scope"
+    r = runner.invoke(
+        app,
+        [
+            "suggest",
+            "someone logged into my account from another country, i did not do it",
+            "--home",
+            str(real_home),
+            "--json",
+        ],
+        env={"DEFLECT_NEVER_DEFLECT": "account_compromised"},
+    )
+    out = json.loads(r.stdout)
+    assert out["intent"]["label"] == "account_compromised" and out["abstained"] and out["reason"] == "never_deflect"
+    bad = write(tmp_path / "bad.csv", "text,label\nhello,a\n")
+    r = runner.invoke(app, ["train", str(bad), "--home", str(real_home)])
+    assert r.exit_code == 1 and "only one class" in r.output
+    r = runner.invoke(app, ["models", "rollback", "--home", str(real_home)])
+    assert r.exit_code == 1 and "nothing to roll back" in r.output
