@@ -13,8 +13,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from deflect.config import Settings
 from deflect.errors import BundleError, NotReadyError
 from models import bundle as B
@@ -174,10 +172,19 @@ class Engine:
         clf, manifest, links = load_model(Path(self.settings.home), version, self.embedder)
         return LoadedModel(version, clf, manifest, links)
 
-    def encode_query(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """The query's sentence embedding and max-pooled view (one encoder call; GIL released)."""
+    def encode_query(self, text: str) -> tuple:
+        """Everything the encoders compute for a query (GIL released while they run).
+
+        ``(embedding, max_pooled, model_views, model_version)``: the last two are set when
+        the current intent model has its own fine-tuned encoder.
+        """
         emb, mx = self.embedder.encode_views([text])
-        return emb[0], mx[0]
+        model = self.model.get_optional()
+        own = None
+        if model is not None and model.classifier.embedder is not self.embedder:
+            e2, m2 = model.classifier.embedder.encode_views([text])
+            own = (e2, m2)
+        return emb[0], mx[0], own, model.version if model is not None else None
 
     def rank(self, text: str, k: int, *, locale: str | None = None, bundle: IndexBundle | None = None, vector=None):
         """Ranked article hits for ``text`` with the configured fusion (no abstention)."""
@@ -225,8 +232,12 @@ class Engine:
         model = self.model.get_optional()
         if model is None:
             return None, None
-        emb, mx = views
-        pred = model.classifier.predict_intents([text], views=(emb[None, :], mx[None, :]))[0]
+        emb, mx, own, version = views
+        if model.classifier.embedder is not self.embedder:  # fine-tuned model: its own encoder's views
+            clf_views = own if (own is not None and version == model.version) else None
+        else:
+            clf_views = (emb[None, :], mx[None, :])
+        pred = model.classifier.predict_intents([text], views=clf_views)[0]
         return pred, model
 
     def suggest(self, q: SuggestQuery, *, views=None) -> SuggestResult:

@@ -26,7 +26,7 @@ KINDS = ("index", "model")
 def _dir(home: Path, kind: str) -> Path:
     if kind not in KINDS:
         raise ValueError(f"unknown bundle kind {kind!r}")
-    return Path(home) / f"{kind}es"
+    return Path(home) / {"index": "indexes", "model": "models"}[kind]
 
 
 def new_version() -> str:

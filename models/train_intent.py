@@ -172,13 +172,64 @@ def train(
     promote: bool = False,
     force: bool = False,
     progress: bool = False,
+    finetune: bool = False,
+    time_budget_s: float = 600.0,
+    finetune_epochs: int = 3,
 ) -> TrainResult:
-    """Train a classifier, validate it, write a model bundle, and (optionally) promote it."""
+    """Train a classifier, validate it, write a model bundle, and (optionally) promote it.
+
+    With ``finetune``, the encoder itself is first adapted to the training split (within
+    ``time_budget_s``); the bundle then carries its own encoder, exported to ONNX when served.
+    """
     t0 = time.perf_counter()
     home = Path(home)
     if oos_label is not None and oos_label not in set(data.labels):
         raise InvalidInputError(f"{data.path}: --oos-label {oos_label!r} is not a label in the file", field="oos_label")
     tr, va = split(data.labels, val_split, seed)
+    base = embedder
+    encoder_info = None
+    ft_dir = None
+    if finetune:
+        import shutil
+        import tempfile
+
+        from models.embedder import OnnxEmbedder
+        from models.finetune import finetune_encoder
+
+        if not hasattr(embedder, "model_dir"):
+            raise InvalidInputError("--finetune needs a sentence-transformers model (not the test fake)")
+        home.mkdir(parents=True, exist_ok=True)
+        ft_dir = Path(tempfile.mkdtemp(dir=home, prefix=".finetune-"))
+        try:
+            rep = finetune_encoder(
+                embedder.model_dir,
+                [data.texts[i] for i in tr],
+                [data.labels[i] for i in tr],
+                ft_dir / "encoder",
+                budget_s=time_budget_s,
+                epochs=finetune_epochs,
+                seed=seed,
+                progress=progress,
+            )
+            embedder = OnnxEmbedder(
+                ft_dir / "encoder",
+                home / "onnx",
+                quantize=getattr(base, "quantize", "int8"),
+                threads=1,
+                parallel=max(1, getattr(base, "parallel", 1)),
+            )
+        except BaseException:
+            shutil.rmtree(ft_dir, ignore_errors=True)
+            raise
+        encoder_info = {
+            "finetuned": True,
+            "fingerprint": embedder.fingerprint,
+            "steps": rep.steps,
+            "epochs": round(rep.epochs_done, 2),
+            "seconds": round(rep.seconds, 1),
+            "stopped_by_budget": rep.stopped_by_budget,
+            "time_budget_s": time_budget_s,
+        }
     emb, mx = embedder.encode_views(data.texts, batch_size=32)
     texts = np.array(data.texts, dtype=object)
     labels = np.array(data.labels, dtype=object)
@@ -203,13 +254,19 @@ def train(
     )
     metrics = evaluate(clf, val_texts, val_labels, (emb[va], mx[va]), oos_label)
 
-    # the bundle's model is refitted on all the data with the calibration and threshold found above
-    final = IntentClassifier(embedder, params, seed=seed).fit(data.texts, data.labels, views=(emb, mx))
-    final.temperature, final.oos_threshold, final.oos_label = clf.temperature, clf.oos_threshold, oos_label
+    # The bundle keeps this model, not a refit on all the data: its validation figures then
+    # describe exactly the model that serves, and the validation texts stay unseen by it, so
+    # the not-worse rule of --promote compares two models on texts neither was trained on
+    # (when they share the data file and seed).
+    final = clf
     seconds = time.perf_counter() - t0
     links = learned_links(data.labels, data.article_ids)
 
     def fill(tmp: Path) -> dict:
+        if ft_dir is not None:
+            import shutil
+
+            shutil.copytree(ft_dir / "encoder", tmp / "encoder")
         final.save(tmp / "classifier")
         (tmp / "links.json").write_text(json.dumps(links, indent=2))
         (tmp / "validation.json").write_text(json.dumps({"texts": val_texts, "labels": val_labels}))
@@ -232,19 +289,26 @@ def train(
                 "val_split": val_split,
                 "seed": seed,
             },
-            "embedder": {"name": embedder.name, "dimension": embedder.dimension, "fingerprint": embedder.fingerprint},
+            "embedder": {"name": base.name, "dimension": base.dimension, "fingerprint": base.fingerprint},
+            "encoder": encoder_info,
             "params": final.params,
             "training_seconds": round(seconds, 2),
             "links_learned": bool(links),
         }
 
-    version = B.write_bundle(home, "model", fill, make_current=False)
+    try:
+        version = B.write_bundle(home, "model", fill, make_current=False)
+    finally:
+        if ft_dir is not None:
+            import shutil
+
+            shutil.rmtree(ft_dir, ignore_errors=True)
     promoted, note = False, "not promoted (use --promote)"
     if promote:
         promoted, note = maybe_promote(
             home,
             version,
-            embedder,
+            base,
             val_texts,
             val_labels,
             (emb[va], mx[va]),
@@ -257,11 +321,22 @@ def train(
 
 
 def load_model(home: Path, version: str, embedder) -> tuple[IntentClassifier, dict, dict]:
-    """A model bundle's classifier, manifest and learned links; refuses another embedder's."""
+    """A model bundle's classifier, manifest and learned links; refuses another embedder's.
+
+    A fine-tuned model's classifier gets its own encoder (the bundle's ``encoder/``, exported
+    to ONNX under ``home/onnx``); ``classifier.embedder`` is then not the serving embedder.
+    """
     path = B.bundle_path(home, "model", version)
     manifest = B.read_manifest(path)
     B.check_embedder(manifest, embedder, path)
-    clf = IntentClassifier.load(path / "classifier", embedder)
+    own = embedder
+    if (manifest.get("encoder") or {}).get("finetuned"):
+        from models.embedder import OnnxEmbedder
+
+        own = OnnxEmbedder(path / "encoder", Path(home) / "onnx", quantize=getattr(embedder, "quantize", "int8"))
+        if own.fingerprint != manifest["encoder"]["fingerprint"]:
+            raise BundleError(f"{path}/encoder does not match the fingerprint in its manifest")
+    clf = IntentClassifier.load(path / "classifier", own)
     try:
         links = json.loads((path / "links.json").read_text())
     except (OSError, ValueError):
@@ -289,7 +364,8 @@ def maybe_promote(
         return True, "promoted (forced)" if force and current else "promoted (no current model)"
     try:
         cur, _, _ = load_model(home, current, embedder)
-        cur_f1 = evaluate(cur, val_texts, val_labels, views, oos_label)["macro_f1"]
+        # the current model encodes the texts itself: it may have its own (fine-tuned) encoder
+        cur_f1 = evaluate(cur, val_texts, val_labels, None, oos_label)["macro_f1"]
     except BundleError as exc:
         promote_version(home, version)
         return True, f"promoted (current model {current} unusable: {exc})"

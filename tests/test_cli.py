@@ -85,3 +85,39 @@ def test_train_models_and_suggest_with_intent(tmp_path, real_home):
     assert r.exit_code == 1 and "only one class" in r.output
     r = runner.invoke(app, ["models", "rollback", "--home", str(real_home)])
     assert r.exit_code == 1 and "nothing to roll back" in r.output
+
+
+def test_finetune_within_a_time_budget_serves_with_its_own_encoder(tmp_path, real_home):
+    from tests.conftest import ROOT
+
+    r = runner.invoke(app, ["ingest", str(DEMO_KB), "--home", str(real_home)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(ROOT / "examples" / "intents.csv"),
+            "--oos-label",
+            "out_of_scope",
+            "--finetune",
+            "--time-budget",
+            "0.15",
+            "--promote",
+            "--json",
+            "--home",
+            str(real_home),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["promoted"]
+    manifest = json.loads(runner.invoke(app, ["models", "show", "current", "--home", str(real_home)]).stdout)
+    enc = manifest["encoder"]
+    assert enc["finetuned"] and enc["stopped_by_budget"] and enc["seconds"] < 30
+    assert (real_home / "models" / manifest["version"] / "encoder" / "model.safetensors").exists()
+    assert not list(real_home.glob(".finetune-*"))  # the scratch copy is gone
+    r = runner.invoke(
+        app, ["suggest", "i forgot my password and the reset email never came", "--json", "--home", str(real_home)]
+    )
+    res = json.loads(r.stdout)
+    assert res["model_version"] == manifest["version"] and res["intent"]["label"]

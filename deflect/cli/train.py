@@ -38,6 +38,12 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="Seed for the split and the model.")] = 0,
     promote: Annotated[bool, typer.Option(help="Make it current if not worse than the current model.")] = False,
     force: Annotated[bool, typer.Option(help="With --promote: promote even if worse.")] = False,
+    finetune: Annotated[
+        bool, typer.Option(help="Also adapt the encoder to the data (CPU, bounded by --time-budget).")
+    ] = False,
+    time_budget: Annotated[
+        float, typer.Option(help="Minutes allowed for --finetune's encoder training.", min=0.1)
+    ] = 10.0,
     home: HomeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -51,7 +57,17 @@ def train_cmd(
     if hasattr(embedder, "parallel"):
         embedder.parallel = os.cpu_count() or 1  # training encodes in bulk
     res = train(
-        rows, settings.home, embedder, oos_label=oos_label, val_split=val_split, seed=seed, promote=promote, force=force
+        rows,
+        settings.home,
+        embedder,
+        oos_label=oos_label,
+        val_split=val_split,
+        seed=seed,
+        promote=promote,
+        force=force,
+        finetune=finetune,
+        time_budget_s=time_budget * 60,
+        progress=finetune and not as_json,
     )
     if as_json:
         typer.echo(
