@@ -80,9 +80,7 @@ class BundleHolder:
         self._try_load(B.read_pointer(self.home, kind))
 
     def _try_load(self, version: str | None) -> None:
-        if version is None:
-            if self._current is not None:  # pointer removed: keep serving what we have
-                return
+        if version is None:  # no pointer (yet, or removed): keep serving what we have
             return
         if version == self._version or version in self._failed:
             return
