@@ -84,6 +84,7 @@ class IntentClassifier:
         self._intercept: np.ndarray | None = None
         self._train_emb: np.ndarray | None = None
         self._train_y: np.ndarray | None = None
+        self._emb32: np.ndarray | None = None
 
     # ---- features -------------------------------------------------------------------
     def _views(self, texts: Sequence[str], views) -> tuple[np.ndarray, np.ndarray]:
@@ -137,6 +138,7 @@ class IntentClassifier:
         self._coef = coef.astype(np.float32)
         self._intercept = intercept.astype(np.float32)
         self._train_emb = emb.astype(np.float16)
+        self._emb32 = None
         self._train_y = np.searchsorted(self.classes_, y)
         return self
 
@@ -154,7 +156,7 @@ class IntentClassifier:
     # ---- out of scope ---------------------------------------------------------------
     def knn_similarity(self, emb: np.ndarray, labels_idx: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:
         """Mean cosine to the ``knn_k`` nearest training examples of each row's predicted class."""
-        train = self._train_emb.astype(np.float32)
+        train = self._train_emb32()
         k = int(self.params["knn_k"])
         sims = emb @ train.T
         out = np.empty(len(emb), dtype=np.float32)
@@ -168,6 +170,12 @@ class IntentClassifier:
             top = np.partition(s, max(0, len(s) - k))[-k:] if len(s) > k else s
             out[i] = float(np.mean(top))
         return out
+
+    def _train_emb32(self) -> np.ndarray:
+        # stored as float16 (half the disk); converted once, not on every request
+        if self._emb32 is None:
+            self._emb32 = self._train_emb.astype(np.float32)
+        return self._emb32
 
     def oos_scores(self, proba: np.ndarray, emb: np.ndarray) -> np.ndarray:
         """In-scope score: ``w * confidence + (1 - w) * kNN cosine``; low means out of scope.
@@ -259,6 +267,7 @@ class IntentClassifier:
             obj._coef = np.load(d / "coef.npy")
             obj._intercept = np.load(d / "intercept.npy")
             obj._train_emb = np.load(d / "train_embeddings.npy")
+            obj._emb32 = None
             obj._train_y = np.load(d / "train_labels.npy")
         except (OSError, ValueError, KeyError) as exc:
             raise BundleError(f"intent model {d} is incomplete or corrupt: {exc}") from exc
