@@ -93,32 +93,43 @@ def rank_articles(
         if mx > 0:
             chunk_lex = chunk_lex / mx
             art_lex = art_lex / mx
-    hits: list[ArticleHit] = []
-    for a in cand:
-        s, e = int(bundle.article_start[a]), int(bundle.article_end[a])
-        if s == e:
-            continue
-        if mode == "lexical":
-            cl = chunk_lex[s:e]
-            j = int(np.argmax(cl))
-            if cl[j] <= 0:
-                continue
-            hits.append(ArticleHit(bundle.article_ids[a], float(art_lex[a]), s + j))
-            continue
-        cos = bundle.vectors[s:e] @ q
+    if not cand:
+        return []
+    arts = np.fromiter(cand, dtype=np.int64, count=len(cand))
+    starts, ends = bundle.article_start[arts], bundle.article_end[arts]
+    keep = ends > starts
+    arts, starts, ends = arts[keep], starts[keep], ends[keep]
+    if not len(arts):
+        return []
+    # every candidate article's chunks in one gather: segment i is chunks starts[i]..ends[i]
+    lens = ends - starts
+    seg = np.zeros(len(arts), dtype=np.int64)
+    np.cumsum(lens[:-1], out=seg[1:])
+    idx = np.repeat(starts - seg, lens) + np.arange(int(lens.sum()))
+    lex = chunk_lex[idx] if chunk_lex is not None else np.zeros(len(idx), dtype=np.float32)
+    if mode == "lexical":
+        chunk_score = lex
+        score = art_lex[arts]
+    else:
+        cos = bundle.vectors[idx] @ q  # exact cosine, also for ANN / title / lexical-only candidates
+        best = np.maximum.reduceat(cos, seg)
         if mode == "dense":
-            j = int(np.argmax(cos))
-            hits.append(ArticleHit(bundle.article_ids[a], float(cos[j]), s + j))
+            chunk_score, score = cos, best
+        else:
+            chunk_score = alpha * cos + (1 - alpha) * lex
+            dense = best if title_cos is None else (1 - title_weight) * best + title_weight * title_cos[arts]
+            score = alpha * dense + (1 - alpha) * (art_lex[arts] if art_lex is not None else 0.0)
+    order = sorted(range(len(arts)), key=lambda i: (-float(score[i]), bundle.article_ids[arts[i]]))
+    hits: list[ArticleHit] = []
+    for i in order:
+        if mode == "lexical" and score[i] <= 0:
             continue
-        lex = chunk_lex[s:e] if chunk_lex is not None else np.zeros(e - s, dtype=np.float32)
-        j = int(np.argmax(alpha * cos + (1 - alpha) * lex))  # snippet: best chunk by the fused chunk score
-        dense = float(cos.max())
-        if title_cos is not None:
-            dense = (1 - title_weight) * dense + title_weight * float(title_cos[a])
-        score = alpha * dense + (1 - alpha) * float(art_lex[a] if art_lex is not None else 0.0)
-        hits.append(ArticleHit(bundle.article_ids[a], score, s + j))
-    hits.sort(key=lambda h: (-h.score, h.article_id))
-    return hits[:k]
+        s0 = int(seg[i])
+        j = int(np.argmax(chunk_score[s0 : s0 + int(lens[i])]))  # snippet: best chunk by the chunk score
+        hits.append(ArticleHit(bundle.article_ids[arts[i]], float(score[i]), int(starts[i]) + j))
+        if len(hits) == k:
+            break
+    return hits
 
 
 def _rrf(bundle: IndexBundle, query: str, q: np.ndarray, k: int, candidates: int) -> list[ArticleHit]:

@@ -246,3 +246,13 @@ def test_model_swap_under_requests_in_flight(tmp_path, served, fake_embedder):
             assert time.time() < deadline
             time.sleep(0.05)
     assert errors == [] and versions[-1] in seen
+
+
+def test_single_text_fast_path_matches_the_sparse_path(fake_embedder):
+    texts = [t for t, _, _ in rows()]
+    labels = [lab for _, lab, _ in rows()]
+    clf = IntentClassifier(fake_embedder, seed=0).fit(texts, labels)
+    probe = texts + ["completely unseen words here", "password!!! RESET", ""]
+    batch = clf.decision_function(probe)  # more than 4 texts: sklearn's sparse path
+    one = np.stack([clf.decision_function([t])[0] for t in probe])  # one at a time: the serving path
+    np.testing.assert_allclose(one, batch, rtol=1e-9, atol=1e-9)
