@@ -276,71 +276,75 @@ def _load(port: int, bodies: Path, concurrency: int, seconds: float) -> dict:
 
 
 def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
-    home = work / "http-home"
-    ingest(DEMO_KB, home, embs.ingest)
-    # serve what `make run` serves: the demo index and the demo intent model
+    """Real HTTP on loopback: deflect with the index only (the suggest path of issue 2), deflect
+    as `make run` serves it (index + intent model), and the naive baseline."""
     from models.train_intent import load_labeled_texts, train
 
+    plain = work / "http-home"
+    ingest(DEMO_KB, plain, embs.ingest)
+    shutil.copytree(embs.int8.onnx_path.parent, plain / "onnx" / embs.int8.onnx_path.parent.name)
+    full = work / "http-home-intent"
+    shutil.copytree(plain, full)
     train(
-        load_labeled_texts(ROOT / "examples" / "intents.csv"), home, embs.int8, oos_label="out_of_scope", promote=True
+        load_labeled_texts(ROOT / "examples" / "intents.csv"), full, embs.int8, oos_label="out_of_scope", promote=True
     )
-    shutil.copytree(embs.int8.onnx_path.parent, home / "onnx" / embs.int8.onnx_path.parent.name)
     bodies = work / "bodies.jsonl"
     with open(bodies, "w") as f:
         for i, q in enumerate(load_queries(DEMO_QUERIES)):
             f.write(json.dumps({"subject": q.subject, "description": q.description, "session_id": f"s{i}"}) + "\n")
-    env = {
-        **os.environ,
-        "DEFLECT_HOME": str(home),
-        "HF_HUB_OFFLINE": "1",
+    base_env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    intent_env = {
         "DEFLECT_NEVER_DEFLECT": "account_compromised,billing_dispute",
         "DEFLECT_INTENT_ARTICLES": str(ROOT / "examples" / "intent_articles.json"),
     }
+    serve = [sys.executable, "-m", "deflect.cli.main", "serve", "--port"]
     servers = {
-        "deflect serve (ONNX int8, FAISS+BM25, intent model)": [
-            sys.executable,
-            "-m",
-            "deflect.cli.main",
-            "serve",
-            "--port",
-            "8765",
-        ],
-        "naive (PyTorch, numpy dot)": [sys.executable, str(ROOT / "bench" / "naive_server.py"), "8766"],
+        "deflect, index only": (serve + ["8765"], {"DEFLECT_HOME": str(plain)}, 8765),
+        "deflect + intent model": (serve + ["8767"], {"DEFLECT_HOME": str(full), **intent_env}, 8767),
+        "naive": (
+            [sys.executable, str(ROOT / "bench" / "naive_server.py"), "8766"],
+            {"DEFLECT_HOME": str(plain)},
+            8766,
+        ),
     }
     results: dict[str, dict[int, dict]] = {}
-    for (name, cmd), port in zip(servers.items(), (8765, 8766), strict=True):
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for name, (cmd, env, port) in servers.items():
+        proc = subprocess.Popen(
+            cmd, env={**base_env, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         try:
             _wait_ready(port, proc)
             results[name] = {c: _load(port, bodies, c, seconds) for c in (1, 8, 32)}
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    ours, naive = results.values()
-    for c in (1, 8, 32):
-        o, n = ours[c], naive[c]
-        row(
-            "http",
-            f"deflect, {c} clients",
-            "req/s",
-            o["rps"],
-            f"naive {n['rps']:.1f} ({o['rps'] / n['rps']:.1f}x)",
-            ">= 300, >= 3x naive" if c == 8 else "",
-        )
-        row("http", f"deflect, {c} clients", "p50 ms", o["p50_ms"], f"naive {n['p50_ms']:.1f}")
-        row(
-            "http",
-            f"deflect, {c} clients",
-            "p99 ms",
-            o["p99_ms"],
-            f"naive {n['p99_ms']:.1f}",
-            "<= 30" if c == 8 else "",
-        )
-        if o["errors"] or n["errors"]:
-            notes.append(f"http: errors at {c} clients: deflect {o['errors']}, naive {n['errors']}")
+    naive = results.pop("naive")
+    for name, ours in results.items():
+        for c in (1, 8, 32):
+            o, n = ours[c], naive[c]
+            row(
+                "http",
+                f"{name}, {c} clients",
+                "req/s",
+                o["rps"],
+                f"naive {n['rps']:.1f} ({o['rps'] / n['rps']:.1f}x)",
+                ">= 300, >= 3x naive" if c == 8 else "",
+            )
+            row("http", f"{name}, {c} clients", "p50 ms", o["p50_ms"], f"naive {n['p50_ms']:.1f}")
+            row(
+                "http",
+                f"{name}, {c} clients",
+                "p99 ms",
+                o["p99_ms"],
+                f"naive {n['p99_ms']:.1f}",
+                "<= 30" if c == 8 else "",
+            )
+            if o["errors"] or n["errors"]:
+                notes.append(f"http: errors at {c} clients: {name} {o['errors']}, naive {n['errors']}")
     notes.append(
         "http: the load generator (bench/loadgen.py, asyncio, keep-alive) runs on the same 2 cores as the "
-        f"server; {seconds:.0f}s per level after 2s of warm-up; bodies cycle through the 348 demo queries"
+        f"servers; {seconds:.0f}s per level after 2s of warm-up; bodies cycle through the 348 demo queries; "
+        "naive = FastAPI + PyTorch encoder + numpy dot over all chunk vectors"
     )
 
 
