@@ -171,14 +171,20 @@ def read_folder(root: Path) -> Iterator[Parsed | Skipped]:
         yield read_document(p, root)
 
 
-def read_csv(path: Path) -> Iterator[Parsed | Skipped]:
-    """CSV with a header row; every malformed row is reported with its line number."""
+def _read_table_file(path: Path) -> str:
+    """The whole text of a CSV/JSONL source; a file that is not UTF-8 or is empty cannot be read at all."""
     try:
         text = _read_text(path)
     except UnicodeDecodeError as exc:
         raise IngestError(f"{path}: not UTF-8 (byte {exc.start}); re-save the file as UTF-8") from exc
     if not text.strip():
         raise IngestError(f"{path}: empty file")
+    return text
+
+
+def read_csv(path: Path) -> Iterator[Parsed | Skipped]:
+    """CSV with a header row; every malformed row is reported with its line number."""
+    text = _read_table_file(path)
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     reader = csv.DictReader(text.splitlines(keepends=True))
     header = [h.strip() for h in (reader.fieldnames or [])]
@@ -215,12 +221,8 @@ def _record(fields: dict, origin: str, *, html_body: bool | None = None) -> Pars
 
 
 def read_jsonl(path: Path) -> Iterator[Parsed | Skipped]:
-    try:
-        text = _read_text(path)
-    except UnicodeDecodeError as exc:
-        raise IngestError(f"{path}: not UTF-8 (byte {exc.start}); re-save the file as UTF-8") from exc
-    if not text.strip():
-        raise IngestError(f"{path}: empty file")
+    """JSONL, one article object per line; a bad line is reported with its line number."""
+    text = _read_table_file(path)
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
