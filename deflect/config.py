@@ -62,8 +62,6 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
     reload_interval: float = Field(default=1.0, ge=0.0, description="Seconds between checks for a new current index.")
-    max_subject_chars: int = 500
-    max_description_chars: int = 10_000
 
     @field_validator("cors_origins", "never_deflect", mode="before")
     @classmethod
