@@ -55,7 +55,7 @@ def chunk_sections(
     A section shorter than ``min_tokens`` is merged into the next section that shares its
     parent heading, so one-line sections do not become weak chunks of their own.
     """
-    merged: list[Section] = []
+    merged: list[tuple[Section, list[tuple[int, int]]]] = []  # each section with its token spans
     pending: Section | None = None
     for s in sections:
         if pending is not None:
@@ -67,15 +67,15 @@ def chunk_sections(
                 + s.text,
             )
             pending = None
-        n = len(token_spans(s.text))
-        if n < min_tokens and s is not sections[-1]:
+        spans = token_spans(s.text)  # tokenised once, used for the length check and the split
+        if len(spans) < min_tokens and s is not sections[-1]:
             pending = s
             continue
-        merged.append(s)
+        merged.append((s, spans))
     if pending is not None:
-        merged.append(pending)
+        merged.append((pending, token_spans(pending.text)))
     chunks: list[Chunk] = []
-    for s in merged:
-        for piece in split_text(s.text, token_spans(s.text), max_tokens, overlap):
+    for s, spans in merged:
+        for piece in split_text(s.text, spans, max_tokens, overlap):
             chunks.append(Chunk(article_id, len(chunks), s.heading_path, piece))
     return chunks
