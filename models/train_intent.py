@@ -385,13 +385,16 @@ def _history(home: Path) -> list[str]:
         return []
 
 
+def _write_history(home: Path, versions: list[str]) -> None:
+    tmp = Path(home) / f".{HISTORY}.tmp"
+    tmp.write_text("\n".join(versions) + "\n")
+    tmp.replace(Path(home) / HISTORY)
+
+
 def promote_version(home: Path, version: str) -> None:
     """Make ``version`` the current model (atomic), remembering the order for rollback."""
     B.write_pointer(home, "model", version)
-    hist = [v for v in _history(home) if v != version] + [version]
-    tmp = Path(home) / f".{HISTORY}.tmp"
-    tmp.write_text("\n".join(hist) + "\n")
-    tmp.replace(Path(home) / HISTORY)
+    _write_history(home, [v for v in _history(home) if v != version] + [version])
 
 
 def rollback(home: Path) -> str:
@@ -406,7 +409,5 @@ def rollback(home: Path) -> str:
         raise NotReadyError(f"nothing to roll back to: {current} is the first model promoted in {home}")
     previous = hist[-1]
     B.write_pointer(home, "model", previous)
-    tmp = Path(home) / f".{HISTORY}.tmp"
-    tmp.write_text("\n".join(hist) + "\n")
-    tmp.replace(Path(home) / HISTORY)
+    _write_history(home, hist)
     return previous
