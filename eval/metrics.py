@@ -8,60 +8,45 @@ metrics and handled by the abstention metrics.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
-def _check(ranked: Sequence[Sequence[str]], relevant: Sequence[frozenset[str] | set[str]]) -> None:
+def _mean_over_answerable(
+    ranked: Sequence[Sequence[str]], relevant: Sequence[frozenset[str] | set[str]], per_query: Callable
+) -> float:
+    """Mean of ``per_query(ranking, relevant_set)`` over queries with a relevant id (nan if none)."""
     if len(ranked) != len(relevant):
         raise ValueError(f"{len(ranked)} rankings but {len(relevant)} relevance sets")
-
-
-def _answerable(ranked, relevant):
-    return [(r, rel) for r, rel in zip(ranked, relevant, strict=True) if rel]
+    values = [per_query(r, rel) for r, rel in zip(ranked, relevant, strict=True) if rel]
+    return sum(values) / len(values) if values else float("nan")
 
 
 def recall_at_k(ranked: Sequence[Sequence[str]], relevant: Sequence[set[str]], k: int) -> float:
     """Share of answerable queries with a relevant id in the top ``k`` (hit rate)."""
-    _check(ranked, relevant)
-    pairs = _answerable(ranked, relevant)
-    if not pairs:
-        return float("nan")
-    return sum(any(d in rel for d in r[:k]) for r, rel in pairs) / len(pairs)
+    return _mean_over_answerable(ranked, relevant, lambda r, rel: float(any(d in rel for d in r[:k])))
 
 
 def mrr_at_k(ranked: Sequence[Sequence[str]], relevant: Sequence[set[str]], k: int = 10) -> float:
     """Mean reciprocal rank of the first relevant id within the top ``k``."""
-    _check(ranked, relevant)
-    pairs = _answerable(ranked, relevant)
-    if not pairs:
-        return float("nan")
-    total = 0.0
-    for r, rel in pairs:
-        for i, d in enumerate(r[:k]):
-            if d in rel:
-                total += 1.0 / (i + 1)
-                break
-    return total / len(pairs)
+    return _mean_over_answerable(
+        ranked, relevant, lambda r, rel: next((1.0 / (i + 1) for i, d in enumerate(r[:k]) if d in rel), 0.0)
+    )
 
 
 def ndcg_at_k(ranked: Sequence[Sequence[str]], relevant: Sequence[set[str]], k: int = 10) -> float:
     """Binary-relevance nDCG@k; the ideal ranking puts all relevant ids first."""
-    _check(ranked, relevant)
-    pairs = _answerable(ranked, relevant)
-    if not pairs:
-        return float("nan")
-    total = 0.0
-    for r, rel in pairs:
+
+    def one(r: Sequence[str], rel: set[str]) -> float:
         seen: set[str] = set()
         dcg = 0.0
         for i, d in enumerate(r[:k]):
             if d in rel and d not in seen:
                 dcg += 1.0 / math.log2(i + 2)
                 seen.add(d)
-        idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(rel), k)))
-        total += dcg / idcg
-    return total / len(pairs)
+        return dcg / sum(1.0 / math.log2(i + 2) for i in range(min(len(rel), k)))
+
+    return _mean_over_answerable(ranked, relevant, one)
 
 
 @dataclass(frozen=True)
