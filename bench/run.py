@@ -69,7 +69,7 @@ class Embedders:
         self.int8 = OnnxEmbedder(path, cache, quantize="int8", threads=1, parallel=os.cpu_count() or 1)
         self.fp32 = OnnxEmbedder(path, cache, quantize="fp32", threads=1, parallel=os.cpu_count() or 1)
         self.torch = TorchEmbedder(path)
-        self.ingest = load_embedder(Settings(home=cache.parent), bulk=True)  # what `deflect ingest` uses
+        self.ingest = load_embedder(Settings(home=cache.parent), purpose="ingest")  # what `deflect ingest` uses
         notes.append(
             f"ingest encoder (auto): {type(self.ingest).__name__}"
             f"{' bf16' if getattr(self.ingest, 'bf16', False) else ''}; query encoder: ONNX int8"

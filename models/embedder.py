@@ -495,25 +495,29 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def load_embedder(settings, *, bulk: bool = False) -> Embedder:
-    """The embedder the settings ask for.
+def load_embedder(settings, *, purpose: str = "query") -> Embedder:
+    """The embedder the settings ask for, for one of three purposes.
 
-    Queries (``bulk=False``) are encoded by the ONNX export (one single-threaded inference
-    per request; requests run side by side). For ingest (``bulk=True``) with
-    ``ingest_encoder="auto"``, PyTorch in bfloat16 is used where the CPU has native bf16
-    (measured 2.6x the fp32 encode, cosine 0.99998 to fp32), else the ONNX export with one
-    single-threaded batch per core. All paths run the same weights, so the index and the
-    queries share one embedder fingerprint.
+    * ``"query"``: the serving encoder, the ONNX export by default; one single-threaded
+      inference per request, and requests run side by side.
+    * ``"train"``: the same encoder as ``"query"`` (the classifier must see the vectors
+      serving will give it), with one single-threaded batch per core for bulk encoding.
+    * ``"ingest"``: with ``ingest_encoder="auto"``, PyTorch in bfloat16 where the CPU has
+      native bf16 (measured 2.6x the fp32 encode, cosine 0.99998 to fp32), else the ONNX
+      export with one batch per core.
+
+    All paths run the same weights, so indexes, models and queries share one fingerprint.
     """
+    if purpose not in ("query", "train", "ingest"):
+        raise ValueError(f"unknown purpose {purpose!r}")
     path = settings.resolved_model_path()
+    bulk = purpose != "query"
     cores = os.cpu_count() or 1
-    choice = getattr(settings, "ingest_encoder", "auto") if bulk else settings.encoder_backend
+    choice = getattr(settings, "ingest_encoder", "auto") if purpose == "ingest" else settings.encoder_backend
     if choice == "auto":
         choice = "torch-bf16" if cpu_has_bf16() else settings.encoder_backend
     if choice in ("torch", "torch-bf16"):
-        if bulk:
-            return TorchEmbedder(path, bf16=choice == "torch-bf16", parallel=cores)
-        return TorchEmbedder(path, bf16=choice == "torch-bf16")
+        return TorchEmbedder(path, bf16=choice == "torch-bf16", parallel=cores if bulk else 1)
     return OnnxEmbedder(
         path,
         Path(settings.home) / "onnx",

@@ -26,7 +26,7 @@ def ingest_cmd(
     from models.embedder import load_embedder
 
     settings = settings_for(home)
-    embedder = load_embedder(settings, bulk=True)
+    embedder = load_embedder(settings, purpose="ingest")
     summary = ingest(
         source,
         settings.home,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -53,9 +52,7 @@ def train_cmd(
 
     settings = settings_for(home)
     rows = load_labeled_texts(data, text_col, label_col)
-    embedder = load_embedder(settings)
-    if hasattr(embedder, "parallel"):
-        embedder.parallel = os.cpu_count() or 1  # training encodes in bulk
+    embedder = load_embedder(settings, purpose="train")
     res = train(
         rows,
         settings.home,
