@@ -127,10 +127,6 @@ class BundleHolder:
         return obj
 
     @property
-    def version(self) -> str | None:
-        return self._version
-
-    @property
     def ready(self) -> bool:
         return self.get_optional() is not None
 

@@ -231,26 +231,25 @@ def _torch_views(embedder: TorchEmbedder, texts: Sequence[str], batch_size: int)
     return emb.astype(np.float32), mx.astype(np.float32)
 
 
-class _OnnxWrapper:  # built lazily so that importing this module does not import torch
-    @staticmethod
-    def build(st_model):
-        import torch
+def _onnx_wrapper(st_model):
+    """The module exported to ONNX (torch imported here, so importing this file does not)."""
+    import torch
 
-        class Wrapper(torch.nn.Module):
-            def __init__(self, st):
-                super().__init__()
-                self.st = st
+    class Wrapper(torch.nn.Module):
+        def __init__(self, st):
+            super().__init__()
+            self.st = st
 
-            def forward(self, input_ids, attention_mask, token_type_ids):
-                feats = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-                out = self.st(feats)
-                emb = torch.nn.functional.normalize(out["sentence_embedding"], p=2, dim=1)
-                # a second view for the intent classifier: max over the token embeddings
-                tok = out["token_embeddings"].masked_fill(attention_mask.unsqueeze(-1) == 0, -1e4)
-                mx = torch.nn.functional.normalize(tok.max(dim=1).values, p=2, dim=1)
-                return emb, mx
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            feats = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            out = self.st(feats)
+            emb = torch.nn.functional.normalize(out["sentence_embedding"], p=2, dim=1)
+            # a second view for the intent classifier: max over the token embeddings
+            tok = out["token_embeddings"].masked_fill(attention_mask.unsqueeze(-1) == 0, -1e4)
+            mx = torch.nn.functional.normalize(tok.max(dim=1).values, p=2, dim=1)
+            return emb, mx
 
-        return Wrapper(st_model).eval()
+    return Wrapper(st_model).eval()
 
 
 def export_onnx(model_dir: str | Path, cache_root: str | Path, *, quantize: str = "int8") -> Path:
@@ -278,7 +277,7 @@ def export_onnx(model_dir: str | Path, cache_root: str | Path, *, quantize: str 
         transformers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
         st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
-        wrapper = _OnnxWrapper.build(st)
+        wrapper = _onnx_wrapper(st)
         tok = st.tokenizer(["a short example", "another one"], padding=True, return_tensors="pt")
         ids = tok["input_ids"]
         mask = tok["attention_mask"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -97,12 +96,3 @@ def build_index(vectors: np.ndarray, *, ann_threshold: int = 100_000) -> FaissIn
     index = FaissIndex(vectors.shape[1], kind)
     index.add(vectors)
     return index
-
-
-def set_faiss_threads(n: int) -> None:
-    """Limit FAISS's OpenMP threads (single-query search is fastest with 1)."""
-    faiss.omp_set_num_threads(max(1, n))
-
-
-if os.environ.get("DEFLECT_FAISS_THREADS"):
-    set_faiss_threads(int(os.environ["DEFLECT_FAISS_THREADS"]))
