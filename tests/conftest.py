@@ -92,3 +92,10 @@ def write(path: Path, text: str | bytes) -> Path:
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_kb(directory: Path, articles: dict[str, tuple[str, str]]) -> Path:
+    """A Markdown knowledge base: ``{id: (title, body)}``, each with front matter and a url."""
+    for aid, (title, body) in articles.items():
+        write(directory / f"{aid}.md", f"---\nid: {aid}\ntitle: {title}\nurl: https://help/{aid}\n---\n{body}\n")
+    return directory

@@ -8,7 +8,7 @@ from deflect.api.main import create_app
 from deflect.config import Settings
 from deflect.engine import Engine
 from kb_ingest.pipeline import ingest
-from tests.conftest import write
+from tests.conftest import write_kb
 
 
 def make_kb(tmp_path, extra: dict | None = None):
@@ -18,10 +18,7 @@ def make_kb(tmp_path, extra: dict | None = None):
         "gcal": ("Google calendar sync", "Connect google calendar to sync bookings."),
     }
     arts.update(extra or {})
-    d = tmp_path / "kb"
-    for aid, (title, body) in arts.items():
-        write(d / f"{aid}.md", f"---\nid: {aid}\ntitle: {title}\nurl: https://help/{aid}\n---\n{body}\n")
-    return d
+    return write_kb(tmp_path / "kb", arts)
 
 
 @pytest.fixture

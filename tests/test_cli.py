@@ -10,6 +10,14 @@ from tests.conftest import DEMO_KB, write
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
+INTENTS = DEMO_KB.parent / "intents.csv"
+
+
+def ingest_demo_and_train(home, *train_args: str):
+    """Ingest the demo help center, then `deflect train` the demo intents with ``train_args``."""
+    r = runner.invoke(app, ["ingest", str(DEMO_KB), "--home", str(home)])
+    assert r.exit_code == 0, r.output
+    return runner.invoke(app, ["train", str(INTENTS), "--oos-label", "out_of_scope", *train_args, "--home", str(home)])
 
 
 def test_ingest_suggest_info_and_incremental(tmp_path, real_home):
@@ -43,22 +51,7 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, real_home):
 
 
 def test_train_models_and_suggest_with_intent(tmp_path, real_home):
-    from tests.conftest import ROOT
-
-    r = runner.invoke(app, ["ingest", str(DEMO_KB), "--home", str(real_home)])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(
-        app,
-        [
-            "train",
-            str(ROOT / "examples" / "intents.csv"),
-            "--oos-label",
-            "out_of_scope",
-            "--promote",
-            "--home",
-            str(real_home),
-        ],
-    )
+    r = ingest_demo_and_train(real_home, "--promote")
     assert r.exit_code == 0, r.output
     assert "macro-F1" in r.output and "out of scope: recall" in r.output and "promoted" in r.output
     assert "billing_dispute" in r.output  # per-intent table
@@ -88,26 +81,7 @@ def test_train_models_and_suggest_with_intent(tmp_path, real_home):
 
 
 def test_finetune_within_a_time_budget_serves_with_its_own_encoder(tmp_path, real_home):
-    from tests.conftest import ROOT
-
-    r = runner.invoke(app, ["ingest", str(DEMO_KB), "--home", str(real_home)])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(
-        app,
-        [
-            "train",
-            str(ROOT / "examples" / "intents.csv"),
-            "--oos-label",
-            "out_of_scope",
-            "--finetune",
-            "--time-budget",
-            "0.15",
-            "--promote",
-            "--json",
-            "--home",
-            str(real_home),
-        ],
-    )
+    r = ingest_demo_and_train(real_home, "--finetune", "--time-budget", "0.15", "--promote", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["promoted"]

@@ -15,7 +15,7 @@ from models import bundle as B
 from models.embedder import KeywordEmbedder
 from models.intent import IntentClassifier, choose_oos_threshold
 from models.train_intent import load_labeled_texts, load_model, maybe_promote, promote_version, rollback, train
-from tests.conftest import write
+from tests.conftest import write, write_kb
 
 INTENTS = {
     "password": ["reset my password please", "forgot password cant login", "password reset link", "login password"],
@@ -154,15 +154,15 @@ def test_unknown_oos_label_is_refused(tmp_path, home, fake_embedder):
 
 
 def _kb(tmp_path):
-    d = tmp_path / "kb"
-    for aid, title, body in [
-        ("pw", "Reset your password", "Click reset password on the login page."),
-        ("refund", "Refund policy", "We refund card payment within 14 days."),
-        ("gcal", "Google calendar sync", "Connect google calendar to sync bookings."),
-        ("api", "API keys", "Create an api key for the webhook."),
-    ]:
-        write(d / f"{aid}.md", f"---\nid: {aid}\ntitle: {title}\nurl: https://help/{aid}\n---\n{body}\n")
-    return d
+    return write_kb(
+        tmp_path / "kb",
+        {
+            "pw": ("Reset your password", "Click reset password on the login page."),
+            "refund": ("Refund policy", "We refund card payment within 14 days."),
+            "gcal": ("Google calendar sync", "Connect google calendar to sync bookings."),
+            "api": ("API keys", "Create an api key for the webhook."),
+        },
+    )
 
 
 @pytest.fixture
