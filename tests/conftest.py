@@ -99,3 +99,44 @@ def write_kb(directory: Path, articles: dict[str, tuple[str, str]]) -> Path:
     for aid, (title, body) in articles.items():
         write(directory / f"{aid}.md", f"---\nid: {aid}\ntitle: {title}\nurl: https://help/{aid}\n---\n{body}\n")
     return directory
+
+
+class Hammer:
+    """Clients posting the same suggest request from several threads until stopped.
+
+    Records every non-200 body in ``errors`` and every value of ``field`` seen in ``seen``.
+    """
+
+    def __init__(self, client, body: dict, field: str, threads: int = 4) -> None:
+        import threading
+
+        self.errors: list[str] = []
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._client, self._body, self._field = client, body, field
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            r = self._client.post("/v1/suggest", json=self._body)
+            if r.status_code != 200:
+                self.errors.append(r.text)
+            else:
+                self.seen.add(r.json()[self._field])
+
+    def __enter__(self) -> Hammer:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def wait_for(self, value: str, timeout: float = 5.0) -> None:
+        import time
+
+        deadline = time.time() + timeout
+        while value not in self.seen and time.time() < deadline:
+            time.sleep(0.05)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()

@@ -1,4 +1,3 @@
-import threading
 import time
 
 import pytest
@@ -8,7 +7,7 @@ from deflect.api.main import create_app
 from deflect.config import Settings
 from deflect.engine import Engine
 from kb_ingest.pipeline import ingest
-from tests.conftest import write_kb
+from tests.conftest import Hammer, write_kb
 
 
 def make_kb(tmp_path, extra: dict | None = None):
@@ -165,33 +164,15 @@ def test_new_index_is_picked_up_without_restart_and_without_failing_requests(tmp
     v1 = ingest(make_kb(tmp_path), settings.home, fake_embedder).version
     engine = Engine(settings, fake_embedder)
     app = create_app(settings, engine=engine)
-    errors: list[str] = []
-    seen: set[str] = set()
-    stop = threading.Event()
-
-    def hammer(c):
-        while not stop.is_set():
-            r = c.post("/v1/suggest", json={"description": "webhook api key"})
-            if r.status_code != 200:
-                errors.append(r.text)
-            else:
-                seen.add(r.json()["index_version"])
-
     with TestClient(app) as c:
-        threads = [threading.Thread(target=hammer, args=(c,)) for _ in range(4)]
-        for t in threads:
-            t.start()
-        versions = [v1]
-        for i in range(3):
-            kb = make_kb(tmp_path, {f"new{i}": (f"Webhook api key {i}", "Create a webhook and api key.")})
-            versions.append(ingest(kb, settings.home, fake_embedder).version)
-            time.sleep(0.3)
-        deadline = time.time() + 5
-        while versions[-1] not in seen and time.time() < deadline:
-            time.sleep(0.05)
-        stop.set()
-        for t in threads:
-            t.join()
+        with Hammer(c, {"description": "webhook api key"}, "index_version") as h:
+            versions = [v1]
+            for i in range(3):
+                kb = make_kb(tmp_path, {f"new{i}": (f"Webhook api key {i}", "Create a webhook and api key.")})
+                versions.append(ingest(kb, settings.home, fake_embedder).version)
+                time.sleep(0.3)
+            h.wait_for(versions[-1])
+        errors, seen = h.errors, h.seen
         last = c.post("/v1/suggest", json={"description": "webhook api key"}).json()
     assert errors == []
     assert versions[-1] in seen and last["index_version"] == versions[-1]

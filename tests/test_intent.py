@@ -1,5 +1,4 @@
 import json
-import threading
 import time
 
 import numpy as np
@@ -15,7 +14,7 @@ from models import bundle as B
 from models.embedder import KeywordEmbedder
 from models.intent import IntentClassifier, choose_oos_threshold
 from models.train_intent import load_labeled_texts, load_model, maybe_promote, promote_version, rollback, train
-from tests.conftest import write, write_kb
+from tests.conftest import Hammer, write, write_kb
 
 INTENTS = {
     "password": ["reset my password please", "forgot password cant login", "password reset link", "login password"],
@@ -214,32 +213,15 @@ def test_intent_boost_ranks_linked_articles_higher(tmp_path, home, fake_embedder
 
 def test_model_swap_under_requests_in_flight(tmp_path, served, fake_embedder):
     s, engine = served
-    errors, seen = [], set()
-    stop = threading.Event()
-
-    def hammer(c):
-        while not stop.is_set():
-            r = c.post("/v1/suggest", json={"description": "forgot password"})
-            if r.status_code != 200:
-                errors.append(r.text)
-            else:
-                seen.add(r.json()["model_version"])
-
     data = load_labeled_texts(write_csv(tmp_path / "d2.csv", rows()))
     with TestClient(create_app(s, engine=engine)) as c:
-        threads = [threading.Thread(target=hammer, args=(c,)) for _ in range(4)]
-        for t in threads:
-            t.start()
-        versions = [
-            train(data, s.home, fake_embedder, val_split=0.25, seed=i, promote=True, force=True).version
-            for i in range(3)
-        ]
-        deadline = time.time() + 5
-        while versions[-1] not in seen and time.time() < deadline:
-            time.sleep(0.05)
-        stop.set()
-        for t in threads:
-            t.join()
+        with Hammer(c, {"description": "forgot password"}, "model_version") as h:
+            versions = [
+                train(data, s.home, fake_embedder, val_split=0.25, seed=i, promote=True, force=True).version
+                for i in range(3)
+            ]
+            h.wait_for(versions[-1])
+        errors, seen = h.errors, h.seen
         back = rollback(s.home)
         deadline = time.time() + 5
         while c.post("/v1/suggest", json={"description": "password"}).json()["model_version"] != back:
