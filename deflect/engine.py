@@ -206,15 +206,6 @@ class Engine:
             ][:k]
         return hits
 
-    def threshold(self, bundle: IndexBundle) -> float:
-        """The abstention threshold: the index's tuned value if any, else the setting."""
-        tuned = (bundle.manifest.get("tuning") or {}).get("min_score")
-        return (
-            float(tuned)
-            if tuned is not None and "min_score" not in self.settings.model_fields_set
-            else self.settings.min_score
-        )
-
     def linked_articles(self, model: LoadedModel, label: str) -> list[str]:
         """Articles linked to an intent: the configured mapping file, else links learned in training."""
         if self._mapping is not None:
@@ -270,7 +261,7 @@ class Engine:
             abstained, reason = True, "out_of_scope"
         elif not suggestions:
             abstained, reason = True, "no_match"
-        elif s.fusion in ("convex", "dense") and top < self.threshold(bundle):
+        elif s.fusion in ("convex", "dense") and top < s.min_score:
             abstained, reason = True, "low_confidence"
         intent = None
         if pred is not None:
