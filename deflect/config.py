@@ -62,6 +62,21 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
     reload_interval: float = Field(default=1.0, ge=0.0, description="Seconds between checks for a new current index.")
+    database_url: str = Field(
+        default="",
+        description="Event store: empty = events.db (SQLite) in the data home; sqlite:///PATH; postgresql://...",
+    )
+    control_share: float = Field(
+        default=0.10, ge=0.0, le=0.5, description="Share of sessions in the control group (shown nothing)."
+    )
+    control_salt: str = Field(
+        default="deflect-control-v1",
+        min_length=1,
+        description="Salt of the session hash that assigns the control group; changing it reshuffles the groups.",
+    )
+    record_suggestions: bool = Field(
+        default=True, description="Record every /v1/suggest call in the event store (needed for reports)."
+    )
 
     @field_validator("cors_origins", "never_deflect", mode="before")
     @classmethod

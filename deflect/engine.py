@@ -15,6 +15,7 @@ from pathlib import Path
 
 from deflect.config import Settings
 from deflect.errors import BundleError, NotReadyError
+from deflect.experiment import CONTROL, assign_variant
 from models import bundle as B
 from models.documents import Suggestion
 from models.index_bundle import IndexBundle
@@ -263,16 +264,18 @@ class Engine:
             abstained, reason = True, "no_match"
         elif s.fusion in ("convex", "dense") and top < s.min_score:
             abstained, reason = True, "low_confidence"
+        variant = assign_variant(q.session_id, s.control_share, s.control_salt)
         intent = None
         if pred is not None:
             intent = {"label": pred.label, "confidence": round(pred.confidence, 4), "out_of_scope": pred.out_of_scope}
         return SuggestResult(
             request_id=uuid.uuid4().hex,
-            variant="treatment",
+            variant=variant,
             abstained=abstained,
             reason=reason,
             intent=intent,
-            suggestions=[] if abstained else suggestions,
+            # the control group is shown nothing; what it would have been shown is kept
+            suggestions=[] if abstained or variant == CONTROL else suggestions,
             would_show=suggestions,
             index_version=bundle.version,
             model_version=model.version if model is not None else None,

@@ -31,3 +31,7 @@ class BundleError(DeflectError):
 
 class IngestError(DeflectError):
     """An ingest could not run at all (nothing usable in the source, for example)."""
+
+
+class StoreError(DeflectError):
+    """The event store cannot be opened, migrated, written or read."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -11,11 +13,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import deflect
-from deflect.api.routes import health, suggest
+from deflect.api.routes import events, health, suggest
 from deflect.config import Settings, get_settings
 from deflect.errors import DeflectError, InvalidInputError, NotReadyError
 
 MAX_BODY_BYTES = 64 * 1024
+_NAMES = re.compile(r"[A-Za-z_]\w*(?:, [A-Za-z_]\w*)*")
 
 
 def _field(loc: tuple) -> str:
@@ -40,8 +43,10 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
         field = _field(loc)
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        if field == "body" and ":" in msg:
-            field, msg = (s.strip() for s in msg.split(":", 1))
+        head, sep, rest = msg.partition(":")
+        if sep and _NAMES.fullmatch(head.strip()):  # "name: message" from a model validator
+            field = head.strip() if field == "body" else f"{field}.{head.strip()}"
+            msg = rest.strip()
         details.append({"field": field, "message": msg})
     message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
     return JSONResponse(status_code=422, content={"error": "invalid_request", "message": message, "details": details})
@@ -102,7 +107,12 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             app.state.engine = Engine(settings)
         else:
             app.state.engine = engine
-        yield
+        _open_recorder(app, settings)
+        try:
+            yield
+        finally:
+            if app.state.recorder is not None:
+                app.state.recorder.close()
 
     app = FastAPI(
         title="deflect",
@@ -151,4 +161,18 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(suggest.router)
+    app.include_router(events.router)
     return app
+
+
+def _open_recorder(app: FastAPI, settings: Settings) -> None:
+    """The event store and its writer; without them suggestions still work and /v1/events says 503."""
+    from deflect.recorder import Recorder
+    from deflect.store import open_store
+
+    app.state.recorder, app.state.store_error = None, None
+    try:
+        app.state.recorder = Recorder(open_store(settings.database_url, settings.home))
+    except DeflectError as exc:
+        app.state.store_error = str(exc)
+        logging.getLogger("deflect.api").error("events will not be recorded: %s", exc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_SUBJECT = 500
@@ -75,3 +77,60 @@ class ErrorResponse(BaseModel):
     error: str
     message: str
     details: list[ErrorDetail] = Field(default_factory=list)
+
+
+# ---- events ------------------------------------------------------------------------------
+MAX_EVENTS = 100
+_EVENT_FIELDS_BY_TYPE = {
+    "suggestions_shown": ("request_id",),
+    "article_opened": ("article_id",),
+    "feedback": ("helpful",),
+    "form_submitted": (),
+    "form_abandoned": (),
+}
+
+
+class EventIn(BaseModel):
+    """One thing the customer did. ``ts`` is the client's clock (ISO 8601)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: str = Field(min_length=1, max_length=128, description="Made by the client; a retry reuses it.")
+    session_id: str = Field(min_length=1, max_length=128)
+    type: Literal["suggestions_shown", "article_opened", "feedback", "form_submitted", "form_abandoned"]
+    ts: str = Field(max_length=64, description="ISO 8601 with a time zone, e.g. 2026-11-23T10:15:02.120Z")
+    request_id: str | None = Field(None, max_length=64, description="The suggest call this event follows.")
+    article_id: str | None = Field(None, max_length=256)
+    helpful: bool | None = Field(None, strict=True, description="With feedback: did the article answer it?")
+
+    @field_validator("ts")
+    @classmethod
+    def _iso(cls, v: str) -> str:
+        from datetime import UTC, datetime, timedelta
+
+        try:
+            ts = datetime.fromisoformat(v.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 timestamp: {v[:40]!r}") from None
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        now = datetime.now(UTC)
+        if ts.year < 2000 or ts > now + timedelta(days=1):
+            raise ValueError(f"{v[:40]!r} is before 2000 or more than a day in the future")
+        return ts.astimezone(UTC).isoformat()
+
+    @model_validator(mode="after")
+    def _fields_of_type(self) -> EventIn:
+        for name in _EVENT_FIELDS_BY_TYPE[self.type]:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name}: required for {self.type} events")
+        return self
+
+
+class EventsRequest(BaseModel):
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS, description=f"1 to {MAX_EVENTS} events.")
+
+
+class EventsResponse(BaseModel):
+    accepted: int = Field(description="Newly stored (durably, before this response).")
+    duplicates: int = Field(description="Already stored under the same event_id (a retry); not counted twice.")

@@ -1,0 +1,262 @@
+"""The event store's records, its protocol, and the schema migrations both backends share.
+
+Two kinds of rows:
+
+- :class:`SuggestRecord`: one per ``/v1/suggest`` call, written by the server (the query
+  already redacted), with what was shown and, for the control group, what would have been.
+- :class:`Event`: what the widget reports (``suggestions_shown``, ``article_opened``,
+  ``feedback``, ``form_submitted``, ``form_abandoned``), keyed by the client's ``event_id``
+  so that a retried batch is never counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+EVENT_TYPES = ("suggestions_shown", "article_opened", "feedback", "form_submitted", "form_abandoned")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_utc(ts: datetime) -> datetime:
+    """``ts`` as an aware UTC datetime (naive values are taken to be UTC)."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def iso(ts: datetime) -> str:
+    """A fixed-width ISO 8601 UTC string (sorts as text in SQLite): 2026-11-23T10:00:00.000000Z."""
+    return to_utc(ts).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return to_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+@dataclass
+class Event:
+    """One thing the customer did, as the widget reported it."""
+
+    event_id: str
+    session_id: str
+    type: str
+    ts: datetime
+    received_at: datetime = field(default_factory=utcnow)
+    request_id: str | None = None
+    article_id: str | None = None
+    helpful: bool | None = None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["ts"], d["received_at"] = iso(self.ts), iso(self.received_at)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Event:
+        return cls(
+            event_id=d["event_id"],
+            session_id=d["session_id"],
+            type=d["type"],
+            ts=parse_iso(d["ts"]),
+            received_at=parse_iso(d["received_at"]),
+            request_id=d.get("request_id"),
+            article_id=d.get("article_id"),
+            helpful=d.get("helpful"),
+        )
+
+
+@dataclass
+class SuggestRecord:
+    """One ``/v1/suggest`` call as the server saw it (query text redacted)."""
+
+    request_id: str
+    session_id: str | None
+    variant: str
+    query: str
+    abstained: bool
+    reason: str | None = None
+    form_id: str | None = None
+    intent_label: str | None = None
+    intent_confidence: float | None = None
+    shown: list[str] = field(default_factory=list)
+    would_show: list[str] = field(default_factory=list)
+    top_score: float | None = None
+    index_version: str | None = None
+    model_version: str | None = None
+    latency_ms: float = 0.0
+    created_at: datetime = field(default_factory=utcnow)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["created_at"] = iso(self.created_at)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> SuggestRecord:
+        d = dict(d)
+        d["created_at"] = parse_iso(d["created_at"])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    @property
+    def eligible(self) -> bool:
+        """The engine had something to show (shown, or withheld only because of the control group)."""
+        return bool(self.would_show) and not self.abstained
+
+
+@dataclass
+class AddResult:
+    """What happened to a batch of events: newly stored, and already there (same ``event_id``)."""
+
+    accepted: int = 0
+    duplicates: int = 0
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Where suggestion records and widget events are kept.
+
+    ``write`` stores suggestion records and any number of event batches in one
+    transaction and returns one :class:`AddResult` per batch; when it returns, everything
+    is committed (durable). Events whose ``event_id`` is already stored are counted as
+    duplicates and not written again. Reads return rows ordered by time; ``since`` is
+    inclusive, ``until`` exclusive (client ``ts`` for events, ``created_at`` for suggestion
+    records). Raises :class:`deflect.errors.StoreError` when the database cannot be used.
+    """
+
+    url: str
+
+    def write(self, suggestions: Sequence[SuggestRecord], event_batches: Sequence[Sequence[Event]]) -> list[AddResult]:
+        ...
+
+    def events(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Event]:
+        ...
+
+    def suggestions(self, *, since: datetime | None = None, until: datetime | None = None) -> list[SuggestRecord]:
+        ...
+
+    def schema_version(self) -> int:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class StoreBase:
+    """Convenience methods shared by the backends (built on ``write``)."""
+
+    def add_events(self, events: Sequence[Event]) -> AddResult:
+        """Store one batch of events; returns how many were new and how many duplicates."""
+        return self.write([], [events])[0]
+
+    def add_suggestions(self, records: Sequence[SuggestRecord]) -> None:
+        """Store suggestion records (a request id already stored is left as it was)."""
+        self.write(records, [])
+
+
+# ---- schema migrations -------------------------------------------------------------------
+# Numbered, applied in order, each in its own transaction, recorded in schema_migrations.
+# A deployed database is upgraded by opening it (or `deflect events migrate`). Never edit
+# a migration that has shipped: add a new one.
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "suggestions and events",
+        sqlite=(
+            """CREATE TABLE suggestions (
+                request_id TEXT PRIMARY KEY,
+                session_id TEXT,
+                variant TEXT NOT NULL,
+                form_id TEXT,
+                query TEXT NOT NULL,
+                intent_label TEXT,
+                intent_confidence REAL,
+                abstained INTEGER NOT NULL,
+                reason TEXT,
+                shown TEXT NOT NULL,
+                would_show TEXT NOT NULL,
+                top_score REAL,
+                index_version TEXT,
+                model_version TEXT,
+                latency_ms REAL NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE events (
+                event_id TEXT PRIMARY KEY,
+                session_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                ts TEXT NOT NULL,
+                received_at TEXT NOT NULL,
+                request_id TEXT,
+                article_id TEXT,
+                helpful INTEGER
+            )""",
+        ),
+        postgres=(
+            """CREATE TABLE suggestions (
+                request_id TEXT PRIMARY KEY,
+                session_id TEXT,
+                variant TEXT NOT NULL,
+                form_id TEXT,
+                query TEXT NOT NULL,
+                intent_label TEXT,
+                intent_confidence DOUBLE PRECISION,
+                abstained BOOLEAN NOT NULL,
+                reason TEXT,
+                shown JSONB NOT NULL,
+                would_show JSONB NOT NULL,
+                top_score DOUBLE PRECISION,
+                index_version TEXT,
+                model_version TEXT,
+                latency_ms DOUBLE PRECISION NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL
+            )""",
+            """CREATE TABLE events (
+                event_id TEXT PRIMARY KEY,
+                session_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                ts TIMESTAMPTZ NOT NULL,
+                received_at TIMESTAMPTZ NOT NULL,
+                request_id TEXT,
+                article_id TEXT,
+                helpful BOOLEAN
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "indexes for reports (by time and by session)",
+        sqlite=(
+            "CREATE INDEX suggestions_created ON suggestions (created_at)",
+            "CREATE INDEX suggestions_session ON suggestions (session_id)",
+            "CREATE INDEX events_ts ON events (ts)",
+            "CREATE INDEX events_session ON events (session_id)",
+        ),
+        postgres=(
+            "CREATE INDEX suggestions_created ON suggestions (created_at)",
+            "CREATE INDEX suggestions_session ON suggestions (session_id)",
+            "CREATE INDEX events_ts ON events (ts)",
+            "CREATE INDEX events_session ON events (session_id)",
+        ),
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+
+def dumps_ids(ids: list[str]) -> str:
+    return json.dumps(ids, ensure_ascii=False)

@@ -1,0 +1,211 @@
+"""The PostgreSQL event store (psycopg 3), chosen by ``DEFLECT_DATABASE_URL=postgresql://...``.
+
+One connection per store object, used under a lock (the server writes through one
+recorder thread). Migrations take an advisory lock, so several servers starting at once
+upgrade the schema exactly once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+
+from deflect.errors import StoreError
+from deflect.store.base import MIGRATIONS, AddResult, Event, StoreBase, SuggestRecord, to_utc
+
+_EVENT_COLS = "event_id, session_id, type, ts, received_at, request_id, article_id, helpful"
+_SUGGEST_COLS = (
+    "request_id, session_id, variant, form_id, query, intent_label, intent_confidence, abstained, reason, "
+    "shown, would_show, top_score, index_version, model_version, latency_ms, created_at"
+)
+_MIGRATION_LOCK = 0x64656631  # "def1": the advisory lock key for schema upgrades
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+class PostgresStore(StoreBase):
+    """An :class:`~deflect.store.base.EventStore` in a PostgreSQL database."""
+
+    def __init__(self, url: str, *, migrate: bool = True, target: int | None = None) -> None:
+        import psycopg
+
+        self.url = _safe_url(url)
+        self._psycopg = psycopg
+        try:
+            self._conn = psycopg.connect(url, autocommit=False, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(f"event store {self.url}: cannot connect ({exc})") from exc
+        self._lock = threading.Lock()
+        if migrate:
+            self.migrate(target)
+
+    def _fail(self, what: str, exc: Exception) -> StoreError:
+        try:
+            self._conn.rollback()
+        except self._psycopg.Error:
+            pass
+        return StoreError(f"event store {self.url}: {what} failed ({exc})")
+
+    # ---- schema -----------------------------------------------------------------------
+    def schema_version(self) -> int:
+        with self._lock:
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+                    if not cur.fetchone()[0]:
+                        self._conn.commit()
+                        return 0
+                    cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                    v = int(cur.fetchone()[0])
+                self._conn.commit()
+                return v
+            except self._psycopg.Error as exc:
+                raise self._fail("reading the schema version", exc) from exc
+
+    def migrate(self, target: int | None = None) -> list[int]:
+        """Apply the migrations not yet applied (up to ``target``). Returns their numbers."""
+        applied = []
+        with self._lock:
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                    cur.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_migrations "
+                        "(version INTEGER PRIMARY KEY, name TEXT, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                    )
+                    cur.execute("SELECT version FROM schema_migrations")
+                    done = {r[0] for r in cur.fetchall()}
+                    for m in MIGRATIONS:
+                        if target is not None and m.version > target:
+                            break
+                        if m.version in done:
+                            continue
+                        for sql in m.postgres:
+                            cur.execute(sql)
+                        cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (m.version, m.name))
+                        applied.append(m.version)
+                self._conn.commit()  # all pending migrations, and the lock, in one transaction
+            except self._psycopg.Error as exc:
+                raise self._fail("migration", exc) from exc
+        return applied
+
+    # ---- writes -----------------------------------------------------------------------
+    def write(self, suggestions: Sequence[SuggestRecord], event_batches: Sequence[Sequence[Event]]) -> list[AddResult]:
+        from psycopg.types.json import Jsonb
+
+        results = []
+        with self._lock:
+            try:
+                with self._conn.cursor() as cur:
+                    if suggestions:
+                        cur.executemany(
+                            f"INSERT INTO suggestions ({_SUGGEST_COLS}) VALUES ({', '.join(['%s'] * 16)}) "
+                            "ON CONFLICT (request_id) DO NOTHING",
+                            [
+                                (
+                                    r.request_id,
+                                    r.session_id,
+                                    r.variant,
+                                    r.form_id,
+                                    r.query,
+                                    r.intent_label,
+                                    r.intent_confidence,
+                                    r.abstained,
+                                    r.reason,
+                                    Jsonb(r.shown),
+                                    Jsonb(r.would_show),
+                                    r.top_score,
+                                    r.index_version,
+                                    r.model_version,
+                                    r.latency_ms,
+                                    to_utc(r.created_at),
+                                )
+                                for r in suggestions
+                            ],
+                        )
+                    for batch in event_batches:
+                        res = AddResult()
+                        for e in batch:
+                            cur.execute(
+                                f"INSERT INTO events ({_EVENT_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                                "ON CONFLICT (event_id) DO NOTHING",
+                                (
+                                    e.event_id,
+                                    e.session_id,
+                                    e.type,
+                                    to_utc(e.ts),
+                                    to_utc(e.received_at),
+                                    e.request_id,
+                                    e.article_id,
+                                    e.helpful,
+                                ),
+                            )
+                            if cur.rowcount == 1:
+                                res.accepted += 1
+                            else:
+                                res.duplicates += 1
+                        results.append(res)
+                self._conn.commit()
+            except self._psycopg.Error as exc:
+                raise self._fail("write", exc) from exc
+        return results
+
+    # ---- reads ------------------------------------------------------------------------
+    def _select(self, sql: str, col: str, since: datetime | None, until: datetime | None, order: str) -> list[tuple]:
+        where, args = [], []
+        if since is not None:
+            where.append(f"{col} >= %s")
+            args.append(to_utc(since))
+        if until is not None:
+            where.append(f"{col} < %s")
+            args.append(to_utc(until))
+        sql += (" WHERE " + " AND ".join(where)) if where else ""
+        with self._lock:
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute(sql + f" ORDER BY {order}", args)
+                    rows = cur.fetchall()
+                self._conn.commit()
+            except self._psycopg.Error as exc:
+                raise self._fail("read", exc) from exc
+        return rows
+
+    def events(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Event]:
+        rows = self._select(f"SELECT {_EVENT_COLS} FROM events", "ts", since, until, "ts, event_id")
+        return [Event(r[0], r[1], r[2], to_utc(r[3]), to_utc(r[4]), r[5], r[6], r[7]) for r in rows]
+
+    def suggestions(self, *, since: datetime | None = None, until: datetime | None = None) -> list[SuggestRecord]:
+        rows = self._select(
+            f"SELECT {_SUGGEST_COLS} FROM suggestions", "created_at", since, until, "created_at, request_id"
+        )
+        return [
+            SuggestRecord(
+                request_id=r[0],
+                session_id=r[1],
+                variant=r[2],
+                form_id=r[3],
+                query=r[4],
+                intent_label=r[5],
+                intent_confidence=r[6],
+                abstained=r[7],
+                reason=r[8],
+                shown=list(r[9]),
+                would_show=list(r[10]),
+                top_score=r[11],
+                index_version=r[12],
+                model_version=r[13],
+                latency_ms=r[14],
+                created_at=to_utc(r[15]),
+            )
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

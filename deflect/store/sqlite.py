@@ -1,0 +1,204 @@
+"""The SQLite event store: the default, one file in ``DEFLECT_HOME`` (WAL mode).
+
+``synchronous=FULL``: a commit is on disk before ``write`` returns, so an acknowledged
+event survives the process being killed and the machine losing power. Writes are batched
+by the server's recorder (one transaction per batch), which keeps that cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from deflect.errors import StoreError
+from deflect.store.base import (
+    MIGRATIONS,
+    AddResult,
+    Event,
+    StoreBase,
+    SuggestRecord,
+    dumps_ids,
+    iso,
+    parse_iso,
+)
+
+_EVENT_COLS = "event_id, session_id, type, ts, received_at, request_id, article_id, helpful"
+_SUGGEST_COLS = (
+    "request_id, session_id, variant, form_id, query, intent_label, intent_confidence, abstained, reason, "
+    "shown, would_show, top_score, index_version, model_version, latency_ms, created_at"
+)
+
+
+class SQLiteStore(StoreBase):
+    """An :class:`~deflect.store.base.EventStore` in one SQLite file."""
+
+    def __init__(self, path: str | Path, *, migrate: bool = True, target: int | None = None) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"event store {self.path}: cannot open ({exc})") from exc
+        self._lock = threading.Lock()
+        if migrate:
+            self.migrate(target)
+
+    # ---- schema -----------------------------------------------------------------------
+    def schema_version(self) -> int:
+        with self._lock:
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)"
+            )
+            row = self._conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    def migrate(self, target: int | None = None) -> list[int]:
+        """Apply the migrations not yet applied (up to ``target``). Returns their numbers."""
+        from deflect.store.base import utcnow
+
+        applied = []
+        for m in MIGRATIONS:
+            if target is not None and m.version > target:
+                break
+            with self._lock:
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    self._conn.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_migrations "
+                        "(version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)"
+                    )
+                    done = self._conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (m.version,))
+                    if done.fetchone():
+                        self._conn.execute("COMMIT")
+                        continue
+                    for sql in m.sqlite:
+                        self._conn.execute(sql)
+                    self._conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)", (m.version, m.name, iso(utcnow()))
+                    )
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._conn.execute("ROLLBACK")
+                    raise StoreError(f"event store {self.path}: migration {m.version} failed ({exc})") from exc
+            applied.append(m.version)
+        return applied
+
+    # ---- writes -----------------------------------------------------------------------
+    def write(self, suggestions: Sequence[SuggestRecord], event_batches: Sequence[Sequence[Event]]) -> list[AddResult]:
+        results = []
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                if suggestions:
+                    self._conn.executemany(
+                        f"INSERT OR IGNORE INTO suggestions ({_SUGGEST_COLS}) VALUES ({', '.join('?' * 16)})",
+                        [_suggest_row(r) for r in suggestions],
+                    )
+                for batch in event_batches:
+                    res = AddResult()
+                    for e in batch:
+                        cur = self._conn.execute(
+                            f"INSERT OR IGNORE INTO events ({_EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (
+                                e.event_id,
+                                e.session_id,
+                                e.type,
+                                iso(e.ts),
+                                iso(e.received_at),
+                                e.request_id,
+                                e.article_id,
+                                None if e.helpful is None else int(e.helpful),
+                            ),
+                        )
+                        if cur.rowcount == 1:
+                            res.accepted += 1
+                        else:
+                            res.duplicates += 1
+                    results.append(res)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise StoreError(f"event store {self.path}: write failed ({exc})") from exc
+        return results
+
+    # ---- reads ------------------------------------------------------------------------
+    def _range(self, col: str, since: datetime | None, until: datetime | None) -> tuple[str, list]:
+        where, args = [], []
+        if since is not None:
+            where.append(f"{col} >= ?")
+            args.append(iso(since))
+        if until is not None:
+            where.append(f"{col} < ?")
+            args.append(iso(until))
+        return (" WHERE " + " AND ".join(where)) if where else "", args
+
+    def events(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Event]:
+        where, args = self._range("ts", since, until)
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_EVENT_COLS} FROM events{where} ORDER BY ts, event_id", args).fetchall()
+        return [
+            Event(r[0], r[1], r[2], parse_iso(r[3]), parse_iso(r[4]), r[5], r[6], None if r[7] is None else bool(r[7]))
+            for r in rows
+        ]
+
+    def suggestions(self, *, since: datetime | None = None, until: datetime | None = None) -> list[SuggestRecord]:
+        where, args = self._range("created_at", since, until)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_SUGGEST_COLS} FROM suggestions{where} ORDER BY created_at, request_id", args
+            ).fetchall()
+        return [
+            SuggestRecord(
+                request_id=r[0],
+                session_id=r[1],
+                variant=r[2],
+                form_id=r[3],
+                query=r[4],
+                intent_label=r[5],
+                intent_confidence=r[6],
+                abstained=bool(r[7]),
+                reason=r[8],
+                shown=json.loads(r[9]),
+                would_show=json.loads(r[10]),
+                top_score=r[11],
+                index_version=r[12],
+                model_version=r[13],
+                latency_ms=r[14],
+                created_at=parse_iso(r[15]),
+            )
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _suggest_row(r: SuggestRecord) -> tuple:
+    return (
+        r.request_id,
+        r.session_id,
+        r.variant,
+        r.form_id,
+        r.query,
+        r.intent_label,
+        r.intent_confidence,
+        int(r.abstained),
+        r.reason,
+        dumps_ids(r.shown),
+        dumps_ids(r.would_show),
+        r.top_score,
+        r.index_version,
+        r.model_version,
+        r.latency_ms,
+        iso(r.created_at),
+    )

@@ -1,0 +1,182 @@
+"""One contract suite for every event-store backend: SQLite (always) and PostgreSQL
+(when DEFLECT_TEST_DATABASE_URL names a server; .ci/run sets it for the one on this machine)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from deflect.errors import ConfigError, StoreError
+from deflect.store import LATEST, Event, SuggestRecord, open_store
+
+PG_URL = os.environ.get("DEFLECT_TEST_DATABASE_URL", "")
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh schema in the test database for each test, dropped afterwards."""
+    if not PG_URL:
+        pytest.skip("PostgreSQL store tests need DEFLECT_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)")
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(store_url):
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+def ev(eid: str, session: str = "s1", type_: str = "article_opened", minutes: float = 0, **kw) -> Event:
+    if type_ == "article_opened":
+        kw.setdefault("article_id", "a1")
+    return Event(eid, session, type_, T0 + timedelta(minutes=minutes), T0 + timedelta(minutes=minutes + 1), **kw)
+
+
+def rec(rid: str, session: str | None = "s1", minutes: float = 0, **kw) -> SuggestRecord:
+    base = dict(
+        variant="treatment",
+        query="how do I reset my password",
+        abstained=False,
+        shown=["a1", "a2"],
+        would_show=["a1", "a2"],
+        intent_label="password_reset",
+        intent_confidence=0.91,
+        top_score=0.72,
+        index_version="20261101-1",
+        model_version=None,
+        latency_ms=3.5,
+        created_at=T0 + timedelta(minutes=minutes),
+    )
+    base.update(kw)
+    return SuggestRecord(rid, session, **base)
+
+
+def test_schema_is_at_latest_version(store):
+    assert store.schema_version() == LATEST
+
+
+def test_events_round_trip_with_every_field(store):
+    e = Event("e1", "s1", "feedback", T0, T0 + timedelta(seconds=2), request_id="r1", article_id="a9", helpful=False)
+    assert store.add_events([e]).accepted == 1
+    (got,) = store.events()
+    assert got == e
+    assert got.ts.tzinfo is not None and got.helpful is False
+
+
+def test_suggestion_records_round_trip(store):
+    r = rec("r1", form_id="contact", reason=None)
+    c = rec("r2", session="s2", minutes=1, variant="control", shown=[], reason="low_confidence", abstained=True)
+    store.add_suggestions([r, c])
+    got = store.suggestions()
+    assert [g.request_id for g in got] == ["r1", "r2"]
+    assert got[0] == r and got[1] == c
+    assert got[1].shown == [] and got[1].would_show == ["a1", "a2"]
+
+
+def test_duplicates_are_counted_not_stored_twice(store):
+    assert store.add_events([ev("e1"), ev("e2")]).accepted == 2
+    res = store.add_events([ev("e2"), ev("e3"), ev("e3")])
+    assert (res.accepted, res.duplicates) == (1, 2)
+    assert sorted(e.event_id for e in store.events()) == ["e1", "e2", "e3"]
+
+
+def test_several_batches_in_one_write_each_get_their_result(store):
+    r1, r2 = store.write([rec("r1")], [[ev("e1"), ev("e2")], [ev("e2"), ev("e3")]])
+    assert (r1.accepted, r1.duplicates, r2.accepted, r2.duplicates) == (2, 0, 1, 1)
+    assert len(store.suggestions()) == 1
+
+
+def test_time_range_since_inclusive_until_exclusive(store):
+    store.add_events([ev("e0", minutes=0), ev("e1", minutes=10), ev("e2", minutes=20)])
+    store.add_suggestions([rec("r0", minutes=0), rec("r1", minutes=10), rec("r2", minutes=20)])
+    since, until = T0 + timedelta(minutes=10), T0 + timedelta(minutes=20)
+    assert [e.event_id for e in store.events(since=since, until=until)] == ["e1"]
+    assert [r.request_id for r in store.suggestions(since=since, until=until)] == ["r1"]
+    assert [e.event_id for e in store.events(since=since)] == ["e1", "e2"]
+
+
+def test_events_come_back_in_client_time_order_whatever_the_arrival_order(store):
+    store.add_events([ev("late", minutes=30)])
+    store.add_events([ev("early", minutes=1)])
+    assert [e.event_id for e in store.events()] == ["early", "late"]
+
+
+def test_empty_store_reads_empty(store):
+    assert store.events() == [] and store.suggestions() == []
+    assert store.add_events([]).accepted == 0
+
+
+def test_many_concurrent_writers_lose_nothing(store_url):
+    """8 writers, each with its own connection, 25 batches of 20 events (10% resent)."""
+    stores = [open_store(store_url) for _ in range(8)]
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            for b in range(25):
+                batch = [ev(f"w{w}-b{b}-{i}", session=f"s{w}") for i in range(20)]
+                batch += batch[:2]  # a retried part of the same batch
+                res = stores[w].add_events(batch)
+                assert (res.accepted, res.duplicates) == (20, 2)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    got = stores[0].events()
+    assert len(got) == 8 * 25 * 20 == len({e.event_id for e in got})
+    for s in stores:
+        s.close()
+
+
+def test_migrations_upgrade_an_older_database_keeping_its_rows(store_url):
+    old = open_store(store_url, target=1)
+    assert old.schema_version() == 1
+    old.add_events([ev("e1")])
+    old.close()
+    new = open_store(store_url)
+    assert new.schema_version() == LATEST
+    assert [e.event_id for e in new.events()] == ["e1"]
+    assert new.migrate() == []  # idempotent
+    new.close()
+
+
+def test_unsupported_url_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="database_url"):
+        open_store("mysql://root@localhost/x")
+
+
+def test_default_url_is_events_db_in_the_home(tmp_path):
+    s = open_store("", tmp_path)
+    assert (tmp_path / "events.db").exists()
+    s.close()
+
+
+def test_unreachable_postgres_is_a_store_error():
+    with pytest.raises(StoreError, match="cannot connect"):
+        open_store("postgresql://nobody@127.0.0.1:1/none")
