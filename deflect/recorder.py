@@ -16,6 +16,7 @@ one fsync), so recording costs the suggest path almost nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -117,10 +118,8 @@ class Recorder:
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued so far is written."""
         fut = self.submit_events([])
-        try:
+        with contextlib.suppress(StoreError):
             fut.result(timeout=timeout)
-        except StoreError:
-            pass
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, stop the thread, close the store."""
@@ -130,4 +129,3 @@ class Recorder:
         self._q.put(None)
         self._thread.join(timeout)
         self.store.close()
-

@@ -7,6 +7,7 @@ upgrade the schema exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -46,10 +47,8 @@ class PostgresStore(StoreBase):
             self.migrate(target)
 
     def _fail(self, what: str, exc: Exception) -> StoreError:
-        try:
+        with contextlib.suppress(self._psycopg.Error):
             self._conn.rollback()
-        except self._psycopg.Error:
-            pass
         return StoreError(f"event store {self.url}: {what} failed ({exc})")
 
     # ---- schema -----------------------------------------------------------------------
@@ -88,7 +87,9 @@ class PostgresStore(StoreBase):
                             continue
                         for sql in m.postgres:
                             cur.execute(sql)
-                        cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (m.version, m.name))
+                        cur.execute(
+                            "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (m.version, m.name)
+                        )
                         applied.append(m.version)
                 self._conn.commit()  # all pending migrations, and the lock, in one transaction
             except self._psycopg.Error as exc:
