@@ -6,6 +6,7 @@ import logging
 
 import typer
 
+from deflect.cli.events import events_app, report_cmd, simulate_cmd
 from deflect.cli.ingest import ingest_cmd
 from deflect.cli.serve import index_app, serve_cmd, suggest_cmd
 from deflect.cli.train import models_app, train_cmd
@@ -22,6 +23,9 @@ app.command("suggest")(suggest_cmd)
 app.command("train")(train_cmd)
 app.add_typer(index_app, name="index")
 app.add_typer(models_app, name="models")
+app.command("report")(report_cmd)
+app.command("simulate")(simulate_cmd)
+app.add_typer(events_app, name="events")
 
 
 @app.callback()

@@ -1,0 +1,324 @@
+"""deflect report / events export|migrate|info / simulate."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deflect.cli.common import HomeOpt, friendly, settings_for
+from deflect.errors import InvalidInputError
+
+events_app = typer.Typer(help="The event store: export, migrate, inspect.", no_args_is_help=True)
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="DEFLECT_DATABASE_URL",
+        help="Event store URL (default: events.db in the data home).",
+        show_default=False,
+    ),
+]
+
+
+def parse_duration(text: str) -> timedelta:
+    """``24h``, ``90m``, ``2d``, ``3600s`` (or a bare number of hours)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not m:
+        raise InvalidInputError(f"--window: {text!r} is not a duration like 24h, 90m or 2d", field="window")
+    value, unit = float(m.group(1)), m.group(2) or "h"
+    delta = timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: value})
+    if delta <= timedelta(0):
+        raise InvalidInputError("--window must be positive", field="window")
+    return delta
+
+
+def parse_when(text: str | None, name: str) -> datetime | None:
+    """An ISO 8601 date or time (UTC when no zone is given)."""
+    if not text:
+        return None
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(f"--{name}: {text!r} is not an ISO 8601 date or time", field=name) from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _store(home, database_url):
+    from deflect.store import open_store
+
+    s = settings_for(home, database_url=database_url)
+    return open_store(s.database_url, s.home), s
+
+
+def read_export(path: Path):
+    """Suggestion records and events from a JSONL export (``deflect events export``)."""
+    from deflect.store.base import Event, SuggestRecord
+
+    recs, events = [], []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{path}: cannot read ({exc})") from exc
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            kind = d.pop("kind")
+            if kind == "suggestion":
+                recs.append(SuggestRecord.from_json(d))
+            elif kind == "event":
+                events.append(Event.from_json(d))
+            else:
+                raise ValueError(f"unknown kind {kind!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInputError(f"{path}:{n}: not an export record ({exc})") from exc
+    return recs, events
+
+
+@friendly
+def report_cmd(
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+    since: Annotated[str | None, typer.Option(help="Sessions starting at or after (ISO 8601, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Sessions starting before (ISO 8601, UTC).")] = None,
+    window: Annotated[str, typer.Option(help="Attribution window: 24h, 90m, 2d.")] = "24h",
+    fmt: Annotated[str, typer.Option("--format", help="html, json or csv.")] = "html",
+    out: Annotated[Path | None, typer.Option("--out", help="Write here (default: stdout; html: report.html).")] = None,
+    from_export: Annotated[
+        Path | None, typer.Option("--from-export", help="Read a JSONL export instead of the store.")
+    ] = None,
+    themes_by: Annotated[
+        str, typer.Option("--themes-by", help="Group content gaps by 'meaning' (the encoder) or 'words'.")
+    ] = "meaning",
+) -> None:
+    """The deflection report: observed and incremental deflection, by intent, article and day, content gaps."""
+    from eval.deflection import measure
+    from eval.report import build_report, to_csv, to_html, to_json
+
+    if fmt not in ("html", "json", "csv"):
+        raise InvalidInputError(f"--format: {fmt!r}; use html, json or csv", field="format")
+    if themes_by not in ("meaning", "words"):
+        raise InvalidInputError(f"--themes-by: {themes_by!r}; use meaning or words", field="themes_by")
+    win = parse_duration(window)
+    t0, t1 = parse_when(since, "since"), parse_when(until, "until")
+    if t0 and t1 and t0 >= t1:
+        raise InvalidInputError("--since must be before --until", field="since")
+    settings = settings_for(home, database_url=database_url)
+    if from_export is not None:
+        recs, events = read_export(from_export)
+    else:
+        store, settings = _store(home, database_url)
+        try:
+            # a session that starts before --until may still act up to a window later
+            hi = t1 + win if t1 else None
+            recs = store.suggestions(since=t0, until=hi)
+            events = store.events(since=t0 - win if t0 else None, until=hi)
+        finally:
+            store.close()
+    vectors = None
+    if themes_by == "meaning":
+        from models.embedder import load_embedder
+
+        emb = load_embedder(settings)
+        vectors = emb.encode
+    measured = measure(recs, events, since=t0, until=t1, window=win)
+    rep = build_report(measured, vectors=vectors)
+    text = {"html": to_html, "json": to_json, "csv": to_csv}[fmt](rep)
+    if out is None and fmt == "html":
+        out = Path("report.html")
+    if out is None:
+        typer.echo(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    inc = rep["incremental"]
+    ci = inc["ci95"]
+    typer.echo(
+        f"{rep['sessions']:,} sessions, {rep['sessions_shown']:,} shown suggestions; observed deflection "
+        f"{_pct(rep['observed_deflection_rate'])}, incremental {_pct(inc['incremental_deflection'])}"
+        + (f" (95% CI {_pct(ci[0])} to {_pct(ci[1])})" if ci else "")
+        + f"\nwrote {out}"
+    )
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+@events_app.command("export")
+@friendly
+def export_cmd(
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (one file) or parquet (a directory).")] = "jsonl",
+    out: Annotated[Path | None, typer.Option("--out", help="File (jsonl) or directory (parquet).")] = None,
+    since: Annotated[str | None, typer.Option(help="From (ISO 8601, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before (ISO 8601, UTC).")] = None,
+) -> None:
+    """Export suggestion records and events, for analysis elsewhere (queries are already redacted)."""
+    if fmt not in ("jsonl", "parquet"):
+        raise InvalidInputError(f"--format: {fmt!r}; use jsonl or parquet", field="format")
+    t0, t1 = parse_when(since, "since"), parse_when(until, "until")
+    store, _ = _store(home, database_url)
+    try:
+        recs, events = store.suggestions(since=t0, until=t1), store.events(since=t0, until=t1)
+    finally:
+        store.close()
+    if fmt == "jsonl":
+        lines = [json.dumps({"kind": "suggestion", **r.to_json()}, ensure_ascii=False) for r in recs]
+        lines += [json.dumps({"kind": "event", **e.to_json()}, ensure_ascii=False) for e in events]
+        text = "\n".join(lines) + ("\n" if lines else "")
+        if out is None:
+            typer.echo(text, nl=False)
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out = out or Path("deflect-export")
+        out.mkdir(parents=True, exist_ok=True)
+        srows = [{**r.__dict__} for r in recs]
+        erows = [{**e.__dict__} for e in events]
+        pq.write_table(pa.Table.from_pylist(srows, schema=_suggest_schema(pa)), out / "suggestions.parquet")
+        pq.write_table(pa.Table.from_pylist(erows, schema=_event_schema(pa)), out / "events.parquet")
+    typer.echo(f"exported {len(recs):,} suggestion records and {len(events):,} events to {out}", err=True)
+
+
+def _suggest_schema(pa):
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            ("request_id", pa.string()),
+            ("session_id", pa.string()),
+            ("variant", pa.string()),
+            ("query", pa.string()),
+            ("abstained", pa.bool_()),
+            ("reason", pa.string()),
+            ("form_id", pa.string()),
+            ("intent_label", pa.string()),
+            ("intent_confidence", pa.float64()),
+            ("shown", pa.list_(pa.string())),
+            ("would_show", pa.list_(pa.string())),
+            ("top_score", pa.float64()),
+            ("index_version", pa.string()),
+            ("model_version", pa.string()),
+            ("latency_ms", pa.float64()),
+            ("created_at", ts),
+        ]
+    )
+
+
+def _event_schema(pa):
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("session_id", pa.string()),
+            ("type", pa.string()),
+            ("ts", ts),
+            ("received_at", ts),
+            ("request_id", pa.string()),
+            ("article_id", pa.string()),
+            ("helpful", pa.bool_()),
+        ]
+    )
+
+
+@events_app.command("migrate")
+@friendly
+def migrate_cmd(home: HomeOpt = None, database_url: DbOpt = None) -> None:
+    """Upgrade the event store's schema to this version of deflect (safe to run again)."""
+    from deflect.store import open_store
+
+    s = settings_for(home, database_url=database_url)
+    store = open_store(s.database_url, s.home, migrate=False)
+    try:
+        before = store.schema_version()
+        applied = store.migrate()
+        typer.echo(
+            f"{store.url}: schema {before} -> {store.schema_version()}"
+            + (f" (applied {', '.join(map(str, applied))})" if applied else " (up to date)")
+        )
+    finally:
+        store.close()
+
+
+@events_app.command("info")
+@friendly
+def info_cmd(home: HomeOpt = None, database_url: DbOpt = None) -> None:
+    """Where the event store is, its schema version, and how many rows it holds."""
+    store, _ = _store(home, database_url)
+    try:
+        recs, events = store.suggestions(), store.events()
+        typer.echo(
+            f"store:       {store.url}\nschema:      {store.schema_version()}\n"
+            f"suggestions: {len(recs):,}\nevents:      {len(events):,}\n"
+            f"sessions:    {len({r.session_id for r in recs if r.session_id} | {e.session_id for e in events}):,}"
+        )
+    finally:
+        store.close()
+
+
+@friendly
+def simulate_cmd(
+    queries: Annotated[Path, typer.Option("--queries", help="Labeled queries (CSV or JSONL, DESIGN.md).")],
+    sessions: Annotated[int, typer.Option("--sessions", min=1, help="How many sessions.")] = 10_000,
+    true_effect: Annotated[
+        float, typer.Option("--true-effect", help="True drop in submit rate from suggestions.")
+    ] = 0.15,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    days: Annotated[int, typer.Option("--days", min=1, help="Spread sessions over this many days.")] = 14,
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Write simulated sessions (real engine answers, known true effect) into the event store."""
+    from deflect.engine import Engine, SuggestQuery
+    from eval.queries import load_queries
+    from eval.simulate import EngineAnswer, simulate
+
+    qs = load_queries(queries)
+    store, settings = _store(home, database_url)
+    engine = Engine(settings)
+
+    def answer(q) -> EngineAnswer:
+        r = engine.suggest(SuggestQuery(subject=q.subject, description=q.description, k=3))
+        return EngineAnswer(
+            [s.article_id for s in r.would_show],
+            r.abstained,
+            r.reason,
+            (r.intent or {}).get("label"),
+            (r.intent or {}).get("confidence"),
+            r.would_show[0].score if r.would_show else None,
+            r.index_version,
+            r.model_version,
+        )
+
+    try:
+        summary = simulate(
+            store,
+            answer,
+            qs,
+            sessions=sessions,
+            true_effect=true_effect,
+            seed=seed,
+            control_share=settings.control_share,
+            salt=settings.control_salt,
+            days=days,
+        )
+    finally:
+        store.close()
+    typer.echo(
+        f"simulated {summary.sessions:,} sessions ({summary.rows:,} rows) from {summary.start:%Y-%m-%d} to "
+        f"{summary.end:%Y-%m-%d} into {store.url}; true effect {true_effect} (a right article opened lowers the "
+        f"submit probability by {summary.effect_per_right_open:.3f}); engine shows something for "
+        f"{100 * summary.eligible_share:.0f}% of the queries"
+    )

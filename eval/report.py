@@ -1,0 +1,320 @@
+"""The support lead's deflection report: JSON, CSV and one self-contained HTML file.
+
+All three carry the same figures (:func:`eval.deflection.measure` plus the content-gap
+themes). The HTML embeds its charts as inline SVG and its styles inline: it can be opened
+from disk or sent by e-mail, and loads nothing from the network.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Callable
+
+DEFINITIONS = [
+    ("Shown", "the widget reported suggestions_shown; the attribution window starts there."),
+    (
+        "Observed deflection",
+        "of shown sessions, opened an article or said it helped, and sent no form within the window.",
+    ),
+    ("Self-reported deflection", "of shown sessions, said 'helpful' and sent no form within the window."),
+    (
+        "Incremental deflection",
+        "submit rate of the control group minus that of the treatment group, among sessions where the engine had "
+        "something to show (the control group is shown nothing). 95% Wald interval. Only this figure says how many "
+        "tickets suggestions really avoided: observed deflection also counts customers who gave up or wrote by e-mail.",
+    ),
+    ("Tickets avoided", "incremental deflection x eligible treatment sessions."),
+    ("Pending", "sessions whose attribution window has not closed yet; left out of every rate."),
+    ("Content gaps", "queries the engine abstained on, or that ended in a ticket after suggestions, grouped by theme."),
+]
+
+
+def build_report(measured: dict, *, vectors: Callable | None = None, title: str = "Deflection report") -> dict:
+    """The report: the measured figures plus content-gap themes (``vectors`` groups them by meaning)."""
+    from eval.themes import themes
+
+    gaps = measured.get("gap_queries", [])
+    out = {k: v for k, v in measured.items() if k != "gap_queries"}
+    out["title"] = title
+    out["content_gaps"] = {
+        "queries": len(gaps),
+        "abstained": sum(g["why"].startswith("abstained") for g in gaps),
+        "ticket_after_suggestions": sum(g["why"] == "ticket_after_suggestions" for g in gaps),
+        "themes": themes([g["query"] for g in gaps], [g["why"] for g in gaps], vectors=vectors),
+    }
+    out["definitions"] = dict(DEFINITIONS)
+    return out
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False, default=str)
+
+
+def to_csv(report: dict) -> str:
+    """Long format, one figure per row: ``section, key, metric, value``."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["section", "key", "metric", "value"])
+    for k, v in report.items():
+        if isinstance(v, (int, float, str)) or v is None:
+            if k != "title":
+                w.writerow(["summary", "", k, _plain(v)])
+    for k, v in report["period"].items():
+        w.writerow(["period", "", k, _plain(v)])
+    for k, v in report["incremental"].items():
+        if isinstance(v, list):
+            w.writerow(["incremental", "", f"{k}_low", _plain(v[0])])
+            w.writerow(["incremental", "", f"{k}_high", _plain(v[1])])
+        else:
+            w.writerow(["incremental", "", k, _plain(v)])
+    for k, v in report["sessions_by_variant"].items():
+        w.writerow(["sessions_by_variant", k, "sessions", v])
+    a = report["abstention"]
+    for k in ("calls", "abstained", "rate"):
+        w.writerow(["abstention", "", k, _plain(a[k])])
+    for reason, d in a["by_reason"].items():
+        w.writerow(["abstention", reason, "calls", d["calls"]])
+        w.writerow(["abstention", reason, "rate", _plain(d["rate"])])
+    for section, key in (("by_intent", "key"), ("by_day", "key"), ("by_article", "article_id")):
+        for row in report[section]:
+            for metric, value in row.items():
+                if metric != key:
+                    w.writerow([section, row[key], metric, _plain(value)])
+    for t in report["content_gaps"]["themes"]:
+        w.writerow(["content_gaps", t["name"], "count", t["count"]])
+        w.writerow(["content_gaps", t["name"], "share", _plain(t["share"])])
+        w.writerow(["content_gaps", t["name"], "examples", " | ".join(t["examples"])])
+    return buf.getvalue()
+
+
+def _plain(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+# ---- HTML -----------------------------------------------------------------------------------
+def _pct(v: float | None, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def _num(v: float | int | None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:,.0f}" if isinstance(v, int) or abs(v) >= 100 else f"{v:,.1f}"
+
+
+def _e(s) -> str:
+    return html.escape(str(s), quote=True)
+
+
+def _svg_ab(inc: dict) -> str:
+    """Submit rates of the two groups as bars, with the difference and its interval."""
+    c, t = inc["control_submit_rate"], inc["treatment_submit_rate"]
+    if c is None or t is None:
+        return "<p class='muted'>No control group data: set control_share to measure incremental deflection.</p>"
+    w, h, left = 520, 150, 110
+    scale = (w - left - 60) / max(c, t, 0.01)
+    bars = ""
+    for i, (name, v, n, color) in enumerate(
+        (
+            ("control", c, inc["control_sessions"], "#9aa5b1"),
+            ("treatment", t, inc["treatment_sessions"], "var(--accent)"),
+        )
+    ):
+        y = 20 + i * 50
+        bars += (
+            f"<text x='{left - 8}' y='{y + 20}' text-anchor='end'>{name} (n={n:,})</text>"
+            f"<rect x='{left}' y='{y}' width='{v * scale:.1f}' height='30' fill='{color}' rx='3'/>"
+            f"<text x='{left + v * scale + 6:.1f}' y='{y + 20}'>{_pct(v)}</text>"
+        )
+    lo, hi = inc["ci95"]
+    est = inc["incremental_deflection"]
+    return (
+        f"<svg role='img' aria-label='Submit rate by group' viewBox='0 0 {w} {h}' width='{w}' height='{h}' "
+        f"xmlns='http://www.w3.org/2000/svg' font-size='13'>{bars}"
+        f"<text x='{left}' y='{h - 12}'>difference {_pct(est)} (95% CI {_pct(lo)} to {_pct(hi)})</text></svg>"
+    )
+
+
+def _svg_trend(days: list[dict]) -> str:
+    """Sessions per day (bars) and observed deflection rate (line)."""
+    if not days:
+        return "<p class='muted'>No sessions in this period.</p>"
+    w, h, pad = 720, 220, 40
+    n = len(days)
+    bw = (w - 2 * pad) / n
+    top = max(d["sessions"] for d in days) or 1
+    parts = []
+    pts = []
+    for i, d in enumerate(days):
+        x = pad + i * bw
+        bh = (h - 2 * pad) * d["sessions"] / top
+        parts.append(
+            f"<rect x='{x + 1:.1f}' y='{h - pad - bh:.1f}' width='{max(bw - 2, 1):.1f}' height='{bh:.1f}' "
+            f"fill='#d5dbe3'><title>{_e(d['key'])}: {d['sessions']} sessions</title></rect>"
+        )
+        r = d["observed_deflection_rate"]
+        if r is not None:
+            pts.append(f"{x + bw / 2:.1f},{h - pad - (h - 2 * pad) * r:.1f}")
+    line = f"<polyline points='{' '.join(pts)}' fill='none' stroke='var(--accent)' stroke-width='2'/>" if pts else ""
+    labels = (
+        f"<text x='{pad}' y='{h - 12}'>{_e(days[0]['key'])}</text>"
+        f"<text x='{w - pad}' y='{h - 12}' text-anchor='end'>{_e(days[-1]['key'])}</text>"
+        f"<text x='{pad}' y='14'>bars: sessions per day (max {top:,}); line: observed deflection rate (0-100%)</text>"
+    )
+    return (
+        f"<svg role='img' aria-label='Sessions and deflection per day' viewBox='0 0 {w} {h}' width='{w}' "
+        f"height='{h}' xmlns='http://www.w3.org/2000/svg' font-size='12'>{''.join(parts)}{line}{labels}</svg>"
+    )
+
+
+def _svg_bars(items: list[tuple[str, float]], label: str) -> str:
+    if not items:
+        return "<p class='muted'>None.</p>"
+    w, rowh, left = 520, 26, 150
+    h = rowh * len(items) + 10
+    top = max(v for _, v in items) or 1
+    body = ""
+    for i, (name, v) in enumerate(items):
+        y = 5 + i * rowh
+        bw = (w - left - 70) * v / top
+        body += (
+            f"<text x='{left - 8}' y='{y + 16}' text-anchor='end'>{_e(name)}</text>"
+            f"<rect x='{left}' y='{y + 3}' width='{bw:.1f}' height='{rowh - 8}' fill='var(--accent)' rx='2'/>"
+            f"<text x='{left + bw + 6:.1f}' y='{y + 16}'>{_pct(v)}</text>"
+        )
+    return (
+        f"<svg role='img' aria-label='{_e(label)}' viewBox='0 0 {w} {h}' width='{w}' height='{h}' "
+        f"xmlns='http://www.w3.org/2000/svg' font-size='12'>{body}</svg>"
+    )
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str, Callable]], limit: int = 50) -> str:
+    if not rows:
+        return "<p class='muted'>None in this period.</p>"
+    head = "".join(f"<th>{_e(title)}</th>" for _, title, _ in cols)
+    body = ""
+    for r in rows[:limit]:
+        body += "<tr>" + "".join(f"<td>{fmt(r.get(key))}</td>" for key, _, fmt in cols) + "</tr>"
+    more = f"<p class='muted'>{len(rows) - limit} more rows in the JSON and CSV.</p>" if len(rows) > limit else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+
+
+_CSS = """
+:root{--accent:#1f6feb;--fg:#1c2128;--muted:#636c76;--bg:#fff;--card:#f6f8fa}
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:var(--fg);background:var(--bg);
+max-width:1000px;margin:2rem auto;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
+.muted{color:var(--muted)}.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:.6rem}
+.card{background:var(--card);border-radius:6px;padding:.7rem}.card b{display:block;font-size:1.35rem}
+.card.key{outline:2px solid var(--accent)}table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eaeef2;vertical-align:top}
+td.warn{color:#b35900;font-weight:600}dt{font-weight:600}dd{margin:0 0 .5rem 0}
+"""
+
+
+def to_html(report: dict) -> str:
+    """One self-contained HTML page (inline CSS and SVG, no script, nothing fetched)."""
+    inc = report["incremental"]
+    p = report["period"]
+    ci = inc["ci95"]
+    cards = [
+        ("Sessions", _num(report["sessions"]), f"{report['sessions_without_suggest']:,} without a suggest call"),
+        ("Shown suggestions", _num(report["sessions_shown"]), f"{report['pending']:,} pending (window open)"),
+        ("Click-through", _pct(report["click_through_rate"]), "shown sessions that opened an article"),
+        ("Helpful rate", _pct(report["helpful_rate"]), f"of {report['feedback_sessions']:,} sessions with feedback"),
+        ("Observed deflection", _pct(report["observed_deflection_rate"]), "opened or helpful, no ticket in window"),
+        ("Self-reported deflection", _pct(report["self_reported_deflection_rate"]), "said helpful, no ticket"),
+        (
+            "Incremental deflection",
+            _pct(inc["incremental_deflection"]),
+            f"95% CI {_pct(ci[0])} to {_pct(ci[1])}" if ci else "needs a control group",
+        ),
+        (
+            "Tickets avoided",
+            _num(inc["tickets_avoided"]),
+            f"95% CI {_num(inc['tickets_avoided_ci95'][0])} to {_num(inc['tickets_avoided_ci95'][1])}"
+            if inc["tickets_avoided_ci95"]
+            else "needs a control group",
+        ),
+    ]
+    cards_html = "".join(
+        f"<div class='card{' key' if title.startswith(('Incremental', 'Tickets')) else ''}'>"
+        f"<span class='muted'>{_e(title)}</span><b>{_e(value)}</b><span class='muted'>{_e(sub)}</span></div>"
+        for title, value, sub in cards
+    )
+    ab = report["abstention"]
+    reasons = [(k, v["rate"]) for k, v in sorted(ab["by_reason"].items(), key=lambda kv: -kv[1]["calls"])]
+    pct, num, txt = _pct, _num, _e
+    intent_cols = [
+        ("key", "intent", txt),
+        ("sessions", "sessions", num),
+        ("shown", "shown", num),
+        ("observed_deflection_rate", "observed deflection", pct),
+        ("submitted", "tickets", num),
+        ("abstained", "abstained", num),
+    ]
+    article_rows = sorted(report["by_article"], key=lambda a: (-a["opened_then_submitted"], -a["shown"]))
+    article_cols = [
+        ("article_id", "article", txt),
+        ("shown", "shown", num),
+        ("opened", "opened", num),
+        ("open_rate", "open rate", pct),
+        ("helpful", "helpful", num),
+        ("not_helpful", "not helpful", num),
+        ("opened_then_submitted", "opened, then ticket anyway", lambda v: f"<span class='warn'>{num(v)}</span>"),
+        ("ticket_after_open_rate", "ticket after open", pct),
+    ]
+    gaps = report["content_gaps"]
+    theme_rows = [
+        {
+            "name": t["name"],
+            "count": t["count"],
+            "share": t["share"],
+            "why": ", ".join(f"{k} {v}" for k, v in t["why"].items()),
+            "examples": "<br>".join(_e(x) for x in t["examples"]),
+        }
+        for t in gaps["themes"]
+    ]
+    theme_cols = [
+        ("name", "theme", txt),
+        ("count", "queries", num),
+        ("share", "share", pct),
+        ("why", "why", txt),
+        ("examples", "examples", str),
+    ]
+    period = f"{p['since'] or p['first_session'] or 'start'} to {p['until'] or p['last_session'] or 'now'}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{_e(report["title"])}</title><style>{_CSS}</style></head><body>
+<h1>{_e(report["title"])}</h1>
+<p class="muted">Sessions from {_e(period)}; data as of {_e(p["as_of"])}; attribution window
+{p["window_hours"]:g} h. Variants: {_e(", ".join(f"{k} {v:,}" for k, v in report["sessions_by_variant"].items()))}.</p>
+<section id="headline"><h2>Headline</h2><div class="cards">{cards_html}</div></section>
+<section id="incremental"><h2>Incremental deflection (control vs treatment)</h2>
+<p>Among sessions where the engine had something to show, the share that sent the form within the window.
+The control group was shown nothing. {inc["pending"]:,} eligible sessions are still pending.</p>
+{_svg_ab(inc)}</section>
+<section id="abstention"><h2>Abstention</h2>
+<p>{ab["abstained"]:,} of {ab["calls"]:,} suggest calls ({_pct(ab["rate"])}) showed nothing, by reason:</p>
+{_svg_bars(reasons, "Abstention rate by reason")}</section>
+<section id="trend"><h2>Per day</h2>{_svg_trend(report["by_day"])}
+{_table(report["by_day"], [("key", "day", txt)] + intent_cols[1:], limit=400)}</section>
+<section id="by-intent"><h2>By intent</h2>{_table(report["by_intent"], intent_cols)}</section>
+<section id="by-article"><h2>By article</h2>
+<p>Sorted by how often a ticket was sent anyway after the article was opened: these articles did not answer.</p>
+{_table(article_rows, article_cols)}</section>
+<section id="content-gaps"><h2>Content gaps</h2>
+<p>{gaps["queries"]:,} sessions: {gaps["abstained"]:,} abstained on, {gaps["ticket_after_suggestions"]:,} sent a
+ticket after seeing suggestions. Grouped by theme (queries redacted before storage):</p>
+{_table(theme_rows, theme_cols)}</section>
+<section id="definitions"><h2>How these figures are defined</h2><dl>
+{"".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in DEFINITIONS)}</dl></section>
+</body></html>
+"""

@@ -1,0 +1,191 @@
+"""The deflection definitions on hand-built sessions with exact expected figures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from deflect.store.base import Event, SuggestRecord
+from eval.deflection import diff_of_proportions, measure
+
+T = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+H24 = timedelta(hours=24)
+S = timedelta(seconds=1)
+
+
+class Builder:
+    def __init__(self) -> None:
+        self.recs: list[SuggestRecord] = []
+        self.events: list[Event] = []
+        self.n = 0
+
+    def suggest(self, sid, at, *, variant="treatment", abstained=False, reason=None, intent="booking", query=None):
+        would = [] if abstained else ["a1", "a2"]
+        self.recs.append(
+            SuggestRecord(
+                request_id=f"r-{sid}",
+                session_id=sid,
+                variant=variant,
+                query=query or f"query of {sid}",
+                abstained=abstained,
+                reason=reason,
+                intent_label=intent,
+                shown=[] if variant == "control" or abstained else would,
+                would_show=would,
+                created_at=at,
+            )
+        )
+
+    def event(self, sid, type_, at, *, eid=None, received=None, **kw):
+        self.n += 1
+        if type_ == "suggestions_shown":
+            kw.setdefault("request_id", f"r-{sid}")
+        self.events.append(Event(eid or f"e{self.n}", sid, type_, at, received or at + S, **kw))
+
+
+@pytest.fixture
+def scenario() -> Builder:
+    b = Builder()
+    # A: shown, opened a1, never submitted -> deflected
+    b.suggest("A", T)
+    b.event("A", "suggestions_shown", T)
+    b.event("A", "article_opened", T + 10 * S, article_id="a1")
+    # B: shown, opened a2, said not helpful, submitted 5 minutes later -> not deflected
+    b.suggest("B", T, intent="billing")
+    b.event("B", "suggestions_shown", T)
+    b.event("B", "article_opened", T + 10 * S, article_id="a2")
+    b.event("B", "feedback", T + 20 * S, article_id="a2", helpful=False)
+    b.event("B", "form_submitted", T + 300 * S)
+    # C: shown, said helpful, submitted exactly at the window's end -> counts as submitted
+    b.suggest("C", T)
+    b.event("C", "suggestions_shown", T)
+    b.event("C", "feedback", T + 30 * S, article_id="a1", helpful=True)
+    b.event("C", "form_submitted", T + H24)
+    # D: shown, opened a1 at once, submitted one second after the window -> deflected
+    b.suggest("D", T)
+    b.event("D", "suggestions_shown", T)
+    b.event("D", "article_opened", T, article_id="a1")
+    b.event("D", "form_submitted", T + H24 + S)
+    # E: shown, did nothing -> not engaged, not deflected
+    b.suggest("E", T)
+    b.event("E", "suggestions_shown", T)
+    # K: events out of order and one arriving 3 hours late; opened a1 and said helpful -> deflected, self-reported
+    b.suggest("K", T)
+    b.event("K", "feedback", T + 60 * S, article_id="a1", helpful=True)
+    b.event("K", "article_opened", T + 40 * S, article_id="a1", received=T + timedelta(hours=3))
+    b.event("K", "suggestions_shown", T)
+    # F, G: control group, eligible; F submitted
+    b.suggest("F", T, variant="control")
+    b.event("F", "form_submitted", T + 120 * S)
+    b.suggest("G", T, variant="control")
+    b.event("G", "form_abandoned", T + 60 * S)
+    # H: abstained, then submitted -> a content gap, not eligible
+    b.suggest("H", T, abstained=True, reason="low_confidence", intent="partnership", query="reseller deal")
+    b.event("H", "form_submitted", T + 100 * S)
+    # I: never triggered a suggest call; the same event delivered twice (a retry) counts once
+    b.event("I", "form_submitted", T + 5 * S, eid="dup")
+    b.event("I", "form_submitted", T + 5 * S, eid="dup")
+    # P: shown an hour before the data ends -> pending, left out of the rates
+    b.suggest("P", NOW - timedelta(hours=1))
+    b.event("P", "suggestions_shown", NOW - timedelta(hours=1))
+    return b
+
+
+def run(b: Builder, **kw):
+    return measure(b.recs, b.events, now=NOW, **kw)
+
+
+def test_headline_figures(scenario):
+    r = run(scenario)
+    assert r["sessions"] == 11
+    assert r["sessions_without_suggest"] == 1
+    assert r["sessions_shown"] == 7 and r["sessions_shown_closed"] == 6 and r["pending"] == 1
+    assert r["click_through_rate"] == pytest.approx(4 / 6)  # A, B, D, K opened
+    assert r["helpful_rate"] == pytest.approx(2 / 3)  # B no; C, K yes
+    assert r["observed_deflected_sessions"] == 3  # A, D, K
+    assert r["observed_deflection_rate"] == pytest.approx(3 / 6)
+    assert r["self_reported_deflected_sessions"] == 1  # K (C said helpful but submitted)
+    assert r["sessions_by_variant"] == {"treatment": 8, "control": 2, "(no suggest)": 1}
+
+
+def test_incremental_deflection_and_interval(scenario):
+    inc = run(scenario)["incremental"]
+    # treatment eligible and closed: A B C D E K (P pending); submitted within window: B, C
+    assert (inc["treatment_sessions"], inc["control_sessions"], inc["pending"]) == (6, 2, 1)
+    assert inc["treatment_submit_rate"] == pytest.approx(2 / 6)
+    assert inc["control_submit_rate"] == pytest.approx(1 / 2)
+    assert inc["incremental_deflection"] == pytest.approx(1 / 2 - 1 / 3)
+    assert inc["tickets_avoided"] == pytest.approx(1.0)
+    lo, hi = inc["ci95"]
+    se = ((0.5 * 0.5) / 2 + (1 / 3 * 2 / 3) / 6) ** 0.5
+    assert lo == pytest.approx(1 / 6 - 1.959964 * se, abs=1e-6) and hi == pytest.approx(1 / 6 + 1.959964 * se, abs=1e-6)
+
+
+def test_abstention_intents_articles_days_and_gaps(scenario):
+    r = run(scenario)
+    assert r["abstention"]["calls"] == 10 and r["abstention"]["abstained"] == 1
+    assert r["abstention"]["by_reason"] == {"low_confidence": {"calls": 1, "rate": 0.1}}
+    intents = {b["key"]: b for b in r["by_intent"]}
+    assert intents["billing"]["shown"] == 1 and intents["billing"]["deflected"] == 0
+    assert (
+        intents["booking"]["shown"] == 5 and intents["booking"]["deflected"] == 3 and intents["booking"]["pending"] == 1
+    )
+    assert intents["partnership"]["abstained"] == 1
+    arts = {a["article_id"]: a for a in r["by_article"]}
+    assert arts["a1"]["shown"] == 6 and arts["a1"]["opened"] == 3  # A, D, K
+    assert arts["a1"]["opened_then_submitted"] == 0  # D submitted 24h+1s after opening: outside
+    assert arts["a2"]["opened"] == 1 and arts["a2"]["opened_then_submitted"] == 1  # B
+    assert (arts["a1"]["helpful"], arts["a2"]["not_helpful"]) == (2, 1)
+    days = {d["key"]: d for d in r["by_day"]}
+    assert days["2026-11-02"]["sessions"] == 10 and days["2026-11-20"]["pending"] == 1
+    gaps = {(g["query"], g["why"]) for g in r["gap_queries"]}
+    assert gaps == {
+        ("reseller deal", "abstained:low_confidence"),
+        ("query of B", "ticket_after_suggestions"),
+        ("query of C", "ticket_after_suggestions"),
+    }
+
+
+def test_window_edges_follow_the_setting(scenario):
+    # with a 25 h window D's submission (24h + 1s) now counts: D is no longer deflected
+    r = run(scenario, window=timedelta(hours=25))
+    assert r["observed_deflected_sessions"] == 2
+    assert r["incremental"]["treatment_submit_rate"] == pytest.approx(3 / 6)
+
+
+def test_period_selects_sessions_by_their_start(scenario):
+    r = run(scenario, since=T + S, until=NOW)
+    assert r["sessions"] == 2  # I (T + 5 s) and P
+    r = run(scenario, since=T, until=T + S)
+    assert r["sessions"] == 9  # all but I and P
+    assert r["pending"] == 0  # P is outside the period
+
+
+def test_a_session_still_inside_its_window_is_pending_not_deflected():
+    b = Builder()
+    b.suggest("X", NOW - timedelta(hours=2))
+    b.event("X", "suggestions_shown", NOW - timedelta(hours=2))
+    b.event("X", "article_opened", NOW - timedelta(hours=2), article_id="a1")
+    r = run(b)
+    assert r["pending"] == 1 and r["observed_deflection_rate"] is None and r["incremental"]["pending"] == 1
+
+
+def test_empty_store_gives_no_rates_and_a_note():
+    r = measure([], [], now=NOW)
+    assert r["sessions"] == 0 and r["observed_deflection_rate"] is None
+    assert r["incremental"]["incremental_deflection"] is None and "control" in r["incremental"]["note"]
+
+
+def test_bad_window_is_refused():
+    with pytest.raises(ValueError, match="window"):
+        measure([], [], window=timedelta(0))
+
+
+def test_diff_of_proportions():
+    d = diff_of_proportions(30, 100, 20, 100)
+    assert d.estimate == pytest.approx(0.1)
+    se = (0.3 * 0.7 / 100 + 0.2 * 0.8 / 100) ** 0.5
+    assert d.high - d.low == pytest.approx(2 * 1.959964 * se, abs=1e-6)
+    assert diff_of_proportions(1, 0, 1, 2) is None
