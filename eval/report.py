@@ -59,9 +59,8 @@ def to_csv(report: dict) -> str:
     w = csv.writer(buf)
     w.writerow(["section", "key", "metric", "value"])
     for k, v in report.items():
-        if isinstance(v, (int, float, str)) or v is None:
-            if k != "title":
-                w.writerow(["summary", "", k, _plain(v)])
+        if (isinstance(v, (int, float, str)) or v is None) and k != "title":
+            w.writerow(["summary", "", k, _plain(v)])
     for k, v in report["period"].items():
         w.writerow(["period", "", k, _plain(v)])
     for k, v in report["incremental"].items():
