@@ -330,9 +330,12 @@ def measure(
             continue
         if last.abstained:
             gaps.append(GapQuery(last.query, f"abstained:{last.reason}", last.intent_label))
-        elif s.shown_at is not None and s.shown_at + window <= as_of:
-            if s.submitted_between(s.shown_at, s.shown_at + window):
-                gaps.append(GapQuery(last.query, "ticket_after_suggestions", last.intent_label))
+        elif (
+            s.shown_at is not None
+            and s.shown_at + window <= as_of
+            and s.submitted_between(s.shown_at, s.shown_at + window)
+        ):
+            gaps.append(GapQuery(last.query, "ticket_after_suggestions", last.intent_label))
 
     return {
         "period": {
