@@ -49,7 +49,8 @@ def simulated(demo_home, tmp_path_factory):
 def test_report_recovers_the_true_effect_and_the_observed_rate_differs(simulated, tmp_path):
     home, url = simulated
     out = tmp_path / "report.json"
-    cli("report", "--home", str(home), "--database-url", url, "--format", "json", "--out", str(out), "--themes-by", "words")
+    db = ["--home", str(home), "--database-url", url]
+    cli("report", *db, "--format", "json", "--out", str(out), "--themes-by", "words")
     r = json.loads(out.read_text())
     inc = r["incremental"]
     lo, hi = inc["ci95"]
@@ -146,6 +147,7 @@ def test_bad_options_are_named(simulated):
     assert r.exit_code == 1 and "--format" in r.output
     r = runner.invoke(
         app,
-        ["simulate", "--queries", str(DEMO_QUERIES), "--true-effect", "0.9", "--home", str(home), "--database-url", url],
+        ["simulate", "--queries", str(DEMO_QUERIES), "--true-effect", "0.9", "--home", str(home)]
+        + ["--database-url", url],
     )
     assert r.exit_code == 1 and "--true-effect" in r.output
