@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import time
 
 
-async def _conn(host, port, bodies, offset, until, lat, errors, path):
+async def _conn(host, port, bodies, counter, until, lat, errors, path):
     reader, writer = await asyncio.open_connection(host, port)
-    i = offset
     try:
         while time.perf_counter() < until:
-            body = bodies[i % len(bodies)]
-            i += 1
+            body = bodies[next(counter) % len(bodies)]  # one sequence for all connections: no body sent twice
+            # before the list wraps (event batches carry unique ids)
             req = (
                 f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n"
@@ -42,13 +42,17 @@ async def _conn(host, port, bodies, offset, until, lat, errors, path):
 async def run(host, port, bodies, concurrency, seconds, warmup, path):
     lat: list[float] = []
     errors: list[int] = []
+    counter = itertools.count()
     if warmup:
         await asyncio.gather(
-            *[_conn(host, port, bodies, i * 7, time.perf_counter() + warmup, [], [], path) for i in range(concurrency)]
+            *[
+                _conn(host, port, bodies, counter, time.perf_counter() + warmup, [], [], path)
+                for _ in range(concurrency)
+            ]
         )
     t0 = time.perf_counter()
     await asyncio.gather(
-        *[_conn(host, port, bodies, i * 7, t0 + seconds, lat, errors, path) for i in range(concurrency)]
+        *[_conn(host, port, bodies, counter, t0 + seconds, lat, errors, path) for _ in range(concurrency)]
     )
     elapsed = time.perf_counter() - t0
     lat.sort()

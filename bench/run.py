@@ -254,7 +254,7 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None
     raise RuntimeError(f"server on port {port} not ready after {timeout}s")
 
 
-def _load(port: int, bodies: Path, concurrency: int, seconds: float) -> dict:
+def _load(port: int, bodies: Path, concurrency: int, seconds: float, path: str = "/v1/suggest") -> dict:
     out = subprocess.run(
         [
             sys.executable,
@@ -267,6 +267,8 @@ def _load(port: int, bodies: Path, concurrency: int, seconds: float) -> dict:
             str(concurrency),
             "--seconds",
             str(seconds),
+            "--path",
+            path,
         ],
         capture_output=True,
         text=True,
@@ -292,6 +294,15 @@ def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
     with open(bodies, "w") as f:
         for i, q in enumerate(load_queries(DEMO_QUERIES)):
             f.write(json.dumps({"subject": q.subject, "description": q.description, "session_id": f"s{i}"}) + "\n")
+    # /v1/events: batches of 10 events with unique ids (a repeated id would only be a duplicate)
+    event_bodies = work / "events.jsonl"
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    with open(event_bodies, "w") as f:
+        for i in range(60_000):
+            batch = [
+                {"event_id": f"b{i}-{j}", "session_id": f"s{i}", "type": "form_abandoned", "ts": now} for j in range(10)
+            ]
+            f.write(json.dumps({"events": batch}) + "\n")
     base_env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     intent_env = {
         "DEFLECT_NEVER_DEFLECT": "account_compromised,billing_dispute",
@@ -301,6 +312,11 @@ def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
     servers = {
         "deflect, index only": (serve + ["8765"], {"DEFLECT_HOME": str(plain)}, 8765),
         "deflect + intent model": (serve + ["8767"], {"DEFLECT_HOME": str(full), **intent_env}, 8767),
+        "deflect + intent model, recording off": (
+            serve + ["8768"],
+            {"DEFLECT_HOME": str(full), **intent_env, "DEFLECT_RECORD_SUGGESTIONS": "false"},
+            8768,
+        ),
         "naive": (
             [sys.executable, str(ROOT / "bench" / "naive_server.py"), "8766"],
             {"DEFLECT_HOME": str(plain)},
@@ -315,10 +331,34 @@ def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
         try:
             _wait_ready(port, proc)
             results[name] = {c: _load(port, bodies, c, seconds) for c in (1, 8, 32)}
+            if name == "deflect + intent model":
+                events_rps = _load(port, event_bodies, 8, seconds, path="/v1/events")
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     naive = results.pop("naive")
+    off = results.pop("deflect + intent model, recording off")
+    on = results["deflect + intent model"]
+    for c in (1, 8, 32):
+        cost = 1 - on[c]["rps"] / off[c]["rps"]
+        row(
+            "http",
+            f"recording cost, {c} clients",
+            "throughput loss",
+            cost,
+            f"recording on {on[c]['rps']:.1f} req/s / off {off[c]['rps']:.1f}; p99 {on[c]['p99_ms']:.1f} / "
+            f"{off[c]['p99_ms']:.1f} ms",
+            "< 0.10" if c == 8 else "",
+        )
+    row(
+        "http",
+        "POST /v1/events, 8 clients",
+        "events/s",
+        events_rps["rps"] * 10,
+        f"{events_rps['rps']:.1f} batches of 10/s, each committed before its response; "
+        f"p99 {events_rps['p99_ms']:.1f} ms",
+        "",
+    )
     for name, ours in results.items():
         for c in (1, 8, 32):
             o, n = ours[c], naive[c]
