@@ -16,6 +16,7 @@ from pathlib import Path
 from deflect.config import Settings
 from deflect.errors import BundleError, NotReadyError
 from deflect.experiment import CONTROL, assign_variant
+from deflect.tuning import TuningCache
 from models import bundle as B
 from models.documents import Suggestion
 from models.index_bundle import IndexBundle
@@ -160,6 +161,18 @@ class Engine:
         )
         self.model = BundleHolder(home, "model", self._load_model, interval=settings.reload_interval)
         self._mapping = _read_mapping(settings.intent_articles) if settings.intent_articles else None
+        self.tuning = TuningCache(settings.reload_interval)
+
+    def min_score(self, bundle: IndexBundle, intent: str | None = None) -> float:
+        """The suggestion threshold: ``deflect tune``'s for this index (per intent when tuned
+        so), else ``DEFLECT_MIN_SCORE``."""
+        tuned = self.tuning.get(bundle.path)
+        if tuned is None:
+            return self.settings.min_score
+        per = tuned.get("per_intent") or {}
+        if intent is not None and isinstance(per.get(intent), dict):
+            return float(per[intent]["threshold"])
+        return float(tuned["threshold"])
 
     def _load_model(self, version: str) -> LoadedModel:
         from models.train_intent import load_model
@@ -262,7 +275,9 @@ class Engine:
             abstained, reason = True, "out_of_scope"
         elif not suggestions:
             abstained, reason = True, "no_match"
-        elif s.fusion in ("convex", "dense") and top < s.min_score:
+        elif s.fusion in ("convex", "dense") and top < self.min_score(
+            bundle, pred.label if pred is not None and not pred.out_of_scope else None
+        ):
             abstained, reason = True, "low_confidence"
         variant = assign_variant(q.session_id, s.control_share, s.control_salt)
         intent = None

@@ -6,6 +6,7 @@ import logging
 
 import typer
 
+from deflect.cli.evaluate import eval_app, tune_cmd
 from deflect.cli.events import events_app, report_cmd, simulate_cmd
 from deflect.cli.ingest import ingest_cmd
 from deflect.cli.serve import index_app, serve_cmd, suggest_cmd
@@ -26,6 +27,8 @@ app.add_typer(models_app, name="models")
 app.command("report")(report_cmd)
 app.command("simulate")(simulate_cmd)
 app.add_typer(events_app, name="events")
+app.add_typer(eval_app, name="eval")
+app.command("tune")(tune_cmd)
 
 
 @app.callback()

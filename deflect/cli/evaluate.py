@@ -1,0 +1,268 @@
+"""deflect eval retrieval|intent|deflection|compare, and deflect tune."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deflect.cli.common import HomeOpt, friendly, settings_for
+from deflect.errors import InvalidInputError
+
+eval_app = typer.Typer(help="Offline evaluation on your own data (no server needed).", no_args_is_help=True)
+
+OutOpt = Annotated[
+    Path, typer.Option("--out", envvar="DEFLECT_EVAL_OUT", help="Directory for report.json and report.html.")
+]
+QueriesOpt = Annotated[Path, typer.Option("--queries", help="Labeled queries, CSV or JSONL (DESIGN.md).")]
+
+
+@contextmanager
+def engine_for(home: Path | None, kb: str | None, index: str | None):
+    """An engine on ``--index current`` (the home's index) or on ``--kb SOURCE`` ingested
+    into a temporary home that shares this home's intent models and ONNX cache."""
+    from deflect.engine import Engine
+    from models import bundle as B
+
+    settings = settings_for(home)
+    if (kb is None) == (index is None):
+        raise InvalidInputError("give either --kb SOURCE or --index current", field="kb")
+    if index is not None:
+        if index != "current":
+            raise InvalidInputError(f"--index: only 'current' is supported, got {index!r}", field="index")
+        yield Engine(settings)
+        return
+    from kb_ingest.pipeline import ingest
+    from models.embedder import load_embedder
+
+    real = Path(settings.home)
+    real.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".eval-", dir=real))
+    try:
+        (real / "onnx").mkdir(exist_ok=True)
+        (tmp / "onnx").symlink_to((real / "onnx").resolve(), target_is_directory=True)
+        model = B.read_pointer(real, "model")
+        if model is not None:
+            (tmp / "models").symlink_to((real / "models").resolve(), target_is_directory=True)
+            B.write_pointer(tmp, "model", model)
+        tsettings = settings.model_copy(update={"home": tmp})
+        summary = ingest(
+            kb,
+            tmp,
+            load_embedder(tsettings, purpose="ingest"),
+            chunk_tokens=settings.chunk_tokens,
+            chunk_overlap=settings.chunk_overlap,
+            ann_threshold=settings.ann_threshold,
+        )
+        if summary.skipped:
+            typer.secho(f"ingest skipped {len(summary.skipped)} records (see `deflect ingest`)", fg="yellow", err=True)
+        yield Engine(tsettings)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_outputs(out: Path, report: dict, html: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    (out / "report.html").write_text(html, encoding="utf-8")
+    typer.echo(f"\nwrote {out / 'report.json'} and {out / 'report.html'}")
+
+
+def _f(v, d: int = 3) -> str:
+    return "  n/a" if v is None or v != v else f"{v:.{d}f}"
+
+
+def _load_queries(path: Path):
+    from eval.queries import load_queries
+
+    qs = load_queries(path)
+    return qs, [q.relevant for q in qs]
+
+
+# ---- eval retrieval --------------------------------------------------------------------------
+@eval_app.command("retrieval")
+@friendly
+def eval_retrieval(
+    queries: QueriesOpt,
+    kb: Annotated[str | None, typer.Option("--kb", help="Any ingest source, ingested for this run.")] = None,
+    index: Annotated[str | None, typer.Option("--index", help="'current': the home's index instead of --kb.")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=10, help="Suggestions shown.")] = 3,
+    target_precision: Annotated[
+        float | None, typer.Option("--target-precision", min=0.01, max=1.0, help="Print the threshold reaching it.")
+    ] = None,
+    out: OutOpt = Path("eval-report/retrieval"),
+    home: HomeOpt = None,
+) -> None:
+    """Recall@k, MRR, nDCG and the precision/coverage curve: lexical, dense and the default engine."""
+    from eval.offline import evaluate_retrieval
+    from eval.render import retrieval_html
+
+    qs, _ = _load_queries(queries)
+    with engine_for(home, kb, index) as engine:
+        rep = evaluate_retrieval(engine, qs, k=k, target_precision=target_precision)
+    rep["source"] = {"kb": kb, "index": index, "queries": str(queries)}
+    rep["created_at"] = datetime.now(UTC).isoformat()
+    keys = ["recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10"]
+    typer.echo(
+        f"{rep['queries']} queries ({rep['unanswerable']} that no article answers); index {rep['index_version']}, "
+        f"model {rep['model_version'] or 'none'}\n"
+    )
+    typer.echo(f"{'system':<16}" + "".join(f"{x:>11}" for x in keys))
+    for name, sys_ in rep["systems"].items():
+        typer.echo(f"{name:<16}" + "".join(f"{_f(sys_['metrics'][x]):>11}" for x in keys))
+    if target_precision is not None:
+        typer.echo(f"\nfor precision >= {target_precision} (out-of-scope queries shown anything count as errors):")
+        for name, sys_ in rep["systems"].items():
+            t = sys_["target"]
+            if t["threshold"] is None:
+                typer.echo(f"  {name:<16} not reachable at any threshold")
+            else:
+                typer.echo(
+                    f"  {name:<16} threshold {t['threshold']:.4f}: coverage {t['coverage']:.3f}, "
+                    f"precision {t['achieved_precision']:.3f}"
+                )
+        typer.echo("write the default engine's with: deflect tune --queries ... --target-precision ...")
+    write_outputs(out, rep, retrieval_html(rep))
+
+
+# ---- eval deflection -------------------------------------------------------------------------
+@eval_app.command("deflection")
+@friendly
+def eval_deflection(
+    queries: QueriesOpt,
+    kb: Annotated[str | None, typer.Option("--kb", help="Any ingest source, ingested for this run.")] = None,
+    index: Annotated[str | None, typer.Option("--index", help="'current' (default when no --kb).")] = None,
+    out: OutOpt = Path("eval-report/deflection"),
+    home: HomeOpt = None,
+) -> None:
+    """Before launch: at each threshold, who would see the right article first, a wrong one, or nothing."""
+    from eval.offline import DEFLECTION_ASSUMPTIONS, engine_answers, estimate_deflection
+    from eval.render import deflection_html
+
+    qs, rel = _load_queries(queries)
+    with engine_for(home, kb, index if (index or kb) else "current") as engine:
+        answers = engine_answers(engine, qs)
+        current = engine.min_score(engine.index.get())
+    rows = estimate_deflection(answers, rel)
+    grid = [0.0] + [round(0.3 + 0.05 * i, 2) for i in range(10)] + [current]
+    table = estimate_deflection(answers, rel, thresholds=sorted(set(grid)))
+    typer.echo(f"{len(qs)} queries, {sum(not r for r in rel)} that no article answers\n")
+    typer.echo(f"{'threshold':>10} {'right first':>12} {'wrong shown':>12} {'nothing':>9}")
+    for r in table:
+        mark = "  <- current" if abs(r["threshold"] - current) < 1e-9 else ""
+        typer.echo(
+            f"{r['threshold']:>10.2f} {r['right_first']:>12.3f} {r['wrong_shown']:>12.3f} {r['abstained']:>9.3f}{mark}"
+        )
+    typer.echo("\nassumptions:")
+    for a in DEFLECTION_ASSUMPTIONS:
+        typer.echo(f"  - {a}")
+    rep = {
+        "queries": len(qs),
+        "unanswerable": sum(not r for r in rel),
+        "current_threshold": current,
+        "table": table,
+        "curve": rows,
+        "assumptions": DEFLECTION_ASSUMPTIONS,
+        "source": {"kb": kb, "index": index, "queries": str(queries)},
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    write_outputs(out, rep, deflection_html(rep))
+
+
+# ---- eval compare ----------------------------------------------------------------------------
+@eval_app.command("compare")
+@friendly
+def eval_compare(
+    a: Annotated[Path, typer.Argument(help="A report.json (the baseline).")],
+    b: Annotated[Path, typer.Argument(help="Another report.json.")],
+    all_rows: Annotated[bool, typer.Option("--all", help="Also rows that did not change.")] = False,
+) -> None:
+    """Two evaluation runs side by side, with the differences (B - A)."""
+    from eval.offline import compare_reports
+
+    reports = []
+    for p in (a, b):
+        try:
+            reports.append(json.loads(p.read_text()))
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{p}: not a readable report.json ({exc})") from exc
+    rows = compare_reports(*reports)
+    width = max([len(r[0]) for r in rows] + [6])
+    typer.echo(f"{'figure':<{width}} {'A':>10} {'B':>10} {'B - A':>10}")
+    shown = 0
+    for key, va, vb, d in rows:
+        if not all_rows and d is not None and abs(d) < 1e-12:
+            continue
+        shown += 1
+        typer.echo(f"{key:<{width}} {_f(va, 4):>10} {_f(vb, 4):>10} {(_f(d, 4) if d is not None else '  -'):>10}")
+    if not shown:
+        typer.echo("(no differences)")
+
+
+# ---- tune ------------------------------------------------------------------------------------
+@friendly
+def tune_cmd(
+    queries: QueriesOpt,
+    target_precision: Annotated[
+        float, typer.Option("--target-precision", min=0.01, max=1.0, help="Precision of the top suggestion to reach.")
+    ],
+    per_intent: Annotated[
+        bool, typer.Option("--per-intent", help="One threshold per intent with enough queries.")
+    ] = False,
+    min_queries: Annotated[
+        int, typer.Option("--min-queries", min=5, help="Queries an intent needs (--per-intent).")
+    ] = 20,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Write without asking.")] = False,
+    reset: Annotated[bool, typer.Option("--reset", help="Remove the tuning of the current index.")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Choose the suggestion threshold from labeled queries and write it into the current index."""
+    from deflect.engine import Engine
+    from deflect.tuning import read_tuning, remove_tuning, write_tuning
+    from eval.offline import engine_answers, tune_thresholds
+
+    engine = Engine(settings_for(home))
+    bundle = engine.index.get()
+    if reset:
+        removed = remove_tuning(bundle.path)
+        typer.echo(f"index {bundle.version}: " + ("tuning removed" if removed else "was not tuned"))
+        return
+    qs, rel = _load_queries(queries)
+    tuned_before = read_tuning(bundle.path)
+    answers = engine_answers(engine, qs)
+    res = tune_thresholds(answers, rel, target_precision, per_intent=per_intent, min_queries=min_queries)
+    if res["threshold"] is None:
+        typer.secho(f"no threshold reaches precision {target_precision} on these queries; nothing written", fg="red")
+        raise SystemExit(1)
+    exp = res["expected"]
+    typer.echo(
+        f"index {bundle.version}: threshold {res['threshold']:.4f} -> precision {exp['precision']:.3f}, "
+        f"coverage {exp['coverage']:.3f} on {len(qs)} queries"
+        + (
+            f" (was {tuned_before['threshold']:.4f}, tuned)"
+            if tuned_before
+            else f" (now {engine.min_score(bundle):.4f})"
+        )
+    )
+    if per_intent:
+        if res["per_intent"]:
+            for intent, d in res["per_intent"].items():
+                typer.echo(
+                    f"  {intent:<28} {d['threshold']:.4f}  ({d['queries']} queries, coverage {d['coverage']:.3f})"
+                )
+            e2 = res["expected_per_intent"]
+            typer.echo(f"with per-intent thresholds: precision {e2['precision']:.3f}, coverage {e2['coverage']:.3f}")
+        else:
+            typer.echo(f"no intent has {min_queries}+ queries reaching the target: the global threshold applies")
+    if not yes and not typer.confirm(f"write this into index {bundle.version}?", default=False):
+        typer.echo("nothing written")
+        return
+    res["queries"] = str(queries)
+    path = write_tuning(bundle.path, res)
+    typer.echo(f"wrote {path}; the server uses it within {engine.settings.reload_interval:g}s")

@@ -1,0 +1,78 @@
+"""Suggestion thresholds tuned on labeled queries (``deflect tune``), stored with the index.
+
+``indexes/<version>/tuning.json`` holds the global threshold and optional per-intent ones.
+It belongs to the index it was tuned on: a new index starts from ``DEFLECT_MIN_SCORE``
+again until it is tuned. The file is replaced atomically, and the running server picks it
+up within ``reload_interval`` seconds, without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+FILE = "tuning.json"
+
+
+def write_tuning(bundle_dir: Path, tuning: dict) -> Path:
+    """Write ``tuning`` (``threshold``, ``per_intent``, ...) next to the index, atomically."""
+    path = Path(bundle_dir) / FILE
+    tmp = path.with_suffix(".json.tmp")
+    body = {**tuning, "written_at": datetime.now(UTC).isoformat()}
+    with open(tmp, "w") as f:
+        json.dump(body, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_tuning(bundle_dir: Path) -> dict | None:
+    """The tuning of an index, or None (no file, or one that cannot be read)."""
+    try:
+        data = json.loads((Path(bundle_dir) / FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("threshold"), (int, float)):
+        return None
+    return data
+
+
+def remove_tuning(bundle_dir: Path) -> bool:
+    try:
+        (Path(bundle_dir) / FILE).unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+class TuningCache:
+    """``read_tuning`` for the serving index, re-checked at most every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._value: dict | None = None
+        self._checked = 0.0
+        self._dir: Path | None = None
+
+    def get(self, bundle_dir: Path) -> dict | None:
+        now = time.monotonic()
+        if bundle_dir == self._dir and now - self._checked < self.interval:
+            return self._value
+        with self._lock:
+            try:
+                st = (Path(bundle_dir) / FILE).stat()
+                key = (str(bundle_dir), st.st_mtime_ns, st.st_size)
+            except OSError:
+                key = (str(bundle_dir), None, None)
+            if key != self._key:
+                self._value = read_tuning(bundle_dir) if key[1] is not None else None
+                self._key = key
+            self._dir, self._checked = bundle_dir, now
+            return self._value

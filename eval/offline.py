@@ -1,0 +1,251 @@
+"""Offline evaluation on a team's own data: retrieval quality, the precision/coverage
+trade-off, a pre-launch deflection estimate, and threshold tuning.
+
+Everything here runs labeled queries (DESIGN.md format) through the real engine in
+process; no server is involved. The metric functions are those of :mod:`eval.metrics`,
+which ``make bench`` uses too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from eval.metrics import CurvePoint, precision_coverage, recall_at_k, threshold_for_precision
+from eval.queries import LabeledQuery
+from eval.retrieval import rank_queries, retrieval_metrics
+
+SYSTEMS = ("lexical only", "dense only", "default engine")
+
+
+@dataclass
+class Answer:
+    """The engine's answer to one labeled query, before any threshold is applied.
+
+    ``blocked`` is set when the engine would show nothing whatever the threshold
+    (``out_of_scope``, ``never_deflect``, ``no_match``).
+    """
+
+    ranked: list[str]
+    top_score: float | None
+    blocked: str | None
+    intent: str | None
+
+
+def engine_answers(engine, queries: Sequence[LabeledQuery], *, k: int = 10) -> list[Answer]:
+    """Run every query through ``engine`` (index, intent model, boost and abstention rules)."""
+    from deflect.engine import SuggestQuery
+
+    texts = [q.text for q in queries]
+    emb, mx = engine.embedder.encode_views(texts, batch_size=32)
+    out = []
+    for i, q in enumerate(queries):
+        r = engine.suggest(
+            SuggestQuery(subject=q.subject, description=q.description, k=k), views=(emb[i], mx[i], None, None)
+        )
+        blocked = r.reason if r.abstained and r.reason != "low_confidence" else None
+        out.append(
+            Answer(
+                [s.article_id for s in r.would_show],
+                r.would_show[0].score if r.would_show else None,
+                blocked,
+                (r.intent or {}).get("label"),
+            )
+        )
+    return out
+
+
+def curve_of(answers: Sequence[Answer], relevant: Sequence[frozenset[str]]) -> list[CurvePoint]:
+    """Precision against coverage over every threshold (blocked queries are never shown)."""
+    return precision_coverage(
+        [a.ranked[0] if a.ranked and not a.blocked else None for a in answers],
+        [a.top_score if not a.blocked else None for a in answers],
+        relevant,
+    )
+
+
+def thin(points: Sequence[CurvePoint], n: int = 200) -> list[CurvePoint]:
+    """At most ``n`` points of a curve, evenly spread (for reports)."""
+    if len(points) <= n:
+        return list(points)
+    idx = np.unique(np.linspace(0, len(points) - 1, n).round().astype(int))
+    return [points[i] for i in idx]
+
+
+def evaluate_retrieval(
+    engine, queries: Sequence[LabeledQuery], *, k: int = 3, target_precision: float | None = None
+) -> dict:
+    """Lexical only, dense only and the default engine, side by side, on the same queries."""
+    if not queries:
+        raise ValueError("no queries")
+    s = engine.settings
+    bundle = engine.index.get()
+    relevant = [q.relevant for q in queries]
+    texts = [q.text for q in queries]
+    vectors = engine.embedder.encode(texts, batch_size=32)
+    systems: dict[str, list[Answer]] = {}
+    for name, mode in (("lexical only", "lexical"), ("dense only", "dense")):
+        r = rank_queries(
+            bundle,
+            engine.embedder,
+            texts,
+            mode=mode,
+            alpha=s.fusion_alpha,
+            title_weight=s.title_weight,
+            candidates=s.candidates,
+            k=10,
+            vectors=None if mode == "lexical" else vectors,
+        )
+        systems[name] = [Answer(ids, top, None, None) for ids, top in zip(r.ids, r.top_scores, strict=True)]
+    systems["default engine"] = engine_answers(engine, queries, k=10)
+    model = engine.model.get_optional()
+    out: dict = {
+        "queries": len(queries),
+        "answerable": sum(bool(r) for r in relevant),
+        "unanswerable": sum(not r for r in relevant),
+        "k": k,
+        "index_version": bundle.version,
+        "model_version": model.version if model is not None else None,
+        "current_threshold": s.min_score,
+        "systems": {},
+    }
+    for name, answers in systems.items():
+        ranked = [a.ranked for a in answers]
+        pts = curve_of(answers, relevant)
+        entry = {
+            "metrics": retrieval_metrics(ranked, relevant),
+            f"recall@{k}": recall_at_k(ranked, relevant, k),
+            "curve": [p.__dict__ for p in thin(pts)],
+            "blocked": sum(bool(a.blocked) for a in answers),
+        }
+        if target_precision is not None:
+            best = threshold_for_precision(pts, target_precision)
+            entry["target"] = {
+                "precision": target_precision,
+                "threshold": best.threshold if best else None,
+                "coverage": best.coverage if best else 0.0,
+                "achieved_precision": best.precision if best else None,
+            }
+        out["systems"][name] = entry
+    return out
+
+
+def estimate_deflection(
+    answers: Sequence[Answer], relevant: Sequence[frozenset[str]], *, thresholds: Sequence[float] | None = None
+) -> list[dict]:
+    """At each threshold: the share of queries that would see a right article first, that would
+    be shown a wrong one first (an unanswerable query shown anything counts as wrong), and
+    that would see nothing. The three shares add up to one."""
+    if len(answers) != len(relevant):
+        raise ValueError(f"{len(answers)} answers but {len(relevant)} relevance sets")
+    n = len(answers)
+    if thresholds is None:
+        scores = sorted({round(a.top_score, 4) for a in answers if a.top_score is not None and not a.blocked})
+        thresholds = [0.0, *scores]
+    rows = []
+    for t in thresholds:
+        right = wrong = 0
+        for a, rel in zip(answers, relevant, strict=True):
+            if a.blocked or not a.ranked or a.top_score is None or a.top_score < t:
+                continue
+            if a.ranked[0] in rel:
+                right += 1
+            else:
+                wrong += 1
+        rows.append(
+            {
+                "threshold": float(t),
+                "right_first": right / n if n else math.nan,
+                "wrong_shown": wrong / n if n else math.nan,
+                "abstained": (n - right - wrong) / n if n else math.nan,
+            }
+        )
+    return rows
+
+
+DEFLECTION_ASSUMPTIONS = [
+    "The labeled queries stand for real contact-form traffic (mix of topics and of unanswerable questions).",
+    "A query 'deflects' at most when the right article is shown first; this is an upper bound: customers "
+    "still have to open and read it, and some will send the form anyway.",
+    "A wrong article shown first costs the customer time and trust, even when the right one is further down.",
+    "Only the live control group (deflect report) measures tickets really avoided; this estimate is for "
+    "choosing a threshold before launch.",
+]
+
+
+def tune_thresholds(
+    answers: Sequence[Answer],
+    relevant: Sequence[frozenset[str]],
+    target_precision: float,
+    *,
+    per_intent: bool = False,
+    min_queries: int = 20,
+) -> dict:
+    """The global threshold reaching ``target_precision`` with the most coverage, and (with
+    ``per_intent``) one per predicted intent that has at least ``min_queries`` queries, where
+    its own queries reach the target; other intents fall back to the global threshold."""
+    if not 0 < target_precision <= 1:
+        raise ValueError(f"target precision must be in (0, 1], got {target_precision}")
+    pts = curve_of(answers, relevant)
+    best = threshold_for_precision(pts, target_precision)
+    if best is None:
+        return {"target_precision": target_precision, "threshold": None, "per_intent": {}, "expected": None}
+    out = {
+        "target_precision": target_precision,
+        "threshold": best.threshold,
+        "expected": {"precision": best.precision, "coverage": best.coverage},
+        "per_intent": {},
+    }
+    if per_intent:
+        groups: dict[str, list[int]] = {}
+        for i, a in enumerate(answers):
+            if a.intent:
+                groups.setdefault(a.intent, []).append(i)
+        for intent, idx in sorted(groups.items()):
+            if len(idx) < min_queries:
+                continue
+            p = threshold_for_precision(
+                curve_of([answers[i] for i in idx], [relevant[i] for i in idx]), target_precision
+            )
+            if p is not None:
+                out["per_intent"][intent] = {"threshold": p.threshold, "queries": len(idx), "coverage": p.coverage}
+        # what the whole set gets with the per-intent thresholds
+        shown = correct = 0
+        for a, rel in zip(answers, relevant, strict=True):
+            t = out["per_intent"].get(a.intent or "", {}).get("threshold", best.threshold)
+            if a.blocked or not a.ranked or a.top_score is None or a.top_score < t:
+                continue
+            shown += 1
+            correct += a.ranked[0] in rel
+        out["expected_per_intent"] = {
+            "precision": correct / shown if shown else math.nan,
+            "coverage": shown / len(answers),
+        }
+    return out
+
+
+def flatten(d, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested report as ``a.b.c -> value`` (lists of points are skipped)."""
+    out: dict[str, float] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(d, bool):
+        pass
+    elif isinstance(d, (int, float)) and d is not None:
+        out[prefix] = float(d)
+    return out
+
+
+def compare_reports(a: dict, b: dict) -> list[tuple[str, float | None, float | None, float | None]]:
+    """``(metric, A, B, B - A)`` for every numeric figure in either report."""
+    fa, fb = flatten(a), flatten(b)
+    rows = []
+    for key in sorted(set(fa) | set(fb)):
+        va, vb = fa.get(key), fb.get(key)
+        diff = vb - va if va is not None and vb is not None else None
+        rows.append((key, va, vb, diff))
+    return rows
