@@ -99,7 +99,10 @@ def evaluate_retrieval(
             k=10,
             vectors=None if mode == "lexical" else vectors,
         )
-        systems[name] = [Answer(ids, top, None, None) for ids, top in zip(r.ids, r.top_scores, strict=True)]
+        tops = r.top_scores
+        if mode == "lexical":  # lexical scores are max-normalised per query: threshold the raw BM25 instead
+            tops = [float(bundle.lexical.scores(t).max()) if ids else None for t, ids in zip(texts, r.ids, strict=True)]
+        systems[name] = [Answer(ids, top, None, None) for ids, top in zip(r.ids, tops, strict=True)]
     systems["default engine"] = engine_answers(engine, queries, k=10)
     model = engine.model.get_optional()
     out: dict = {

@@ -1,0 +1,194 @@
+"""The offline-evaluation functions on hand-built answers (exact values), and every
+`deflect eval` command and `deflect tune` end to end on the demo data with the real model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from deflect.cli.main import app
+from eval.offline import Answer, compare_reports, curve_of, estimate_deflection, flatten, tune_thresholds
+from tests.conftest import DEMO_KB, DEMO_QUERIES
+
+runner = CliRunner()
+R = [frozenset({"a"}), frozenset({"b", "c"}), frozenset(), frozenset({"d"}), frozenset({"a"})]
+A = [
+    Answer(["a", "x"], 0.9, None, "i1"),  # right
+    Answer(["c", "b"], 0.7, None, "i1"),  # right (either of two ids)
+    Answer(["a"], 0.6, None, "i2"),  # unanswerable: wrong whenever shown
+    Answer(["x", "d"], 0.8, None, "i2"),  # wrong first
+    Answer(["a"], 0.95, "out_of_scope", "i1"),  # blocked: never shown
+]
+
+
+def test_estimate_deflection_by_hand():
+    rows = {r["threshold"]: r for r in estimate_deflection(A, R, thresholds=[0.0, 0.65, 0.75, 0.85, 0.99])}
+    assert rows[0.0] == {"threshold": 0.0, "right_first": 2 / 5, "wrong_shown": 2 / 5, "abstained": 1 / 5}
+    assert rows[0.65]["right_first"] == 2 / 5 and rows[0.65]["wrong_shown"] == 1 / 5
+    assert rows[0.75]["right_first"] == 1 / 5 and rows[0.75]["wrong_shown"] == 1 / 5  # ties (0.8 >= 0.75) shown
+    assert rows[0.85] == {"threshold": 0.85, "right_first": 1 / 5, "wrong_shown": 0.0, "abstained": 4 / 5}
+    assert rows[0.99]["abstained"] == 1.0
+    for r in rows.values():
+        assert r["right_first"] + r["wrong_shown"] + r["abstained"] == pytest.approx(1.0)
+
+
+def test_estimate_deflection_default_thresholds_and_errors():
+    rows = estimate_deflection(A, R)
+    assert [r["threshold"] for r in rows] == [0.0, 0.6, 0.7, 0.8, 0.9]  # blocked 0.95 is not a threshold
+    (empty,) = estimate_deflection([], [])
+    assert empty["threshold"] == 0.0 and math.isnan(empty["right_first"])
+    with pytest.raises(ValueError, match="answers"):
+        estimate_deflection(A, R[:2])
+
+
+def test_curve_never_shows_blocked_queries():
+    pts = {p.threshold: p for p in curve_of(A, R)}
+    assert pts[0.6].shown == 4 and pts[0.6].correct == 2
+    assert pts[0.9].shown == 1 and pts[0.9].precision == 1.0
+
+
+def test_tune_global_and_per_intent():
+    res = tune_thresholds(A, R, 0.6)
+    # thresholds: 0.6 -> 2/4, 0.7 -> 2/3 (coverage 3/5), 0.8 -> 1/2, 0.9 -> 1/1
+    assert res["threshold"] == 0.7 and res["expected"] == {"precision": 2 / 3, "coverage": 3 / 5}
+    res = tune_thresholds(A, R, 0.6, per_intent=True, min_queries=2)
+    # i1 (two shown-able queries, both right): its lowest threshold 0.7 reaches 1.0
+    assert res["per_intent"]["i1"]["threshold"] == 0.7
+    # i2 never reaches 0.6 precision: it keeps the global threshold
+    assert "i2" not in res["per_intent"]
+    assert tune_thresholds(A, R, 1.0)["threshold"] == 0.9
+    assert tune_thresholds([A[2]], [R[2]], 0.5)["threshold"] is None
+    with pytest.raises(ValueError, match="target"):
+        tune_thresholds(A, R, 1.5)
+
+
+def test_compare_and_flatten():
+    a = {"systems": {"x": {"metrics": {"recall@1": 0.5, "mrr@10": 0.6}}}, "queries": 10, "flag": True}
+    b = {"systems": {"x": {"metrics": {"recall@1": 0.75, "mrr@10": 0.6}}}, "queries": 10, "new": 1}
+    assert flatten(a) == {"systems.x.metrics.recall@1": 0.5, "systems.x.metrics.mrr@10": 0.6, "queries": 10.0}
+    rows = {r[0]: r for r in compare_reports(a, b)}
+    assert rows["systems.x.metrics.recall@1"] == ("systems.x.metrics.recall@1", 0.5, 0.75, 0.25)
+    assert rows["new"] == ("new", None, 1.0, None)
+
+
+# ---- end to end, real model ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory, onnx_cache):
+    home = tmp_path_factory.mktemp("eval-home")
+    (home / "onnx").symlink_to(onnx_cache, target_is_directory=True)
+    for args in (
+        ["ingest", str(DEMO_KB)],
+        ["train", str(DEMO_KB.parent / "intents.csv"), "--oos-label", "out_of_scope", "--promote"],
+    ):
+        r = runner.invoke(app, [*args, "--home", str(home)])
+        assert r.exit_code == 0, r.output
+    return home
+
+
+@pytest.mark.slow
+def test_eval_retrieval_side_by_side_with_target(trained_home, tmp_path):
+    out = tmp_path / "ret"
+    r = runner.invoke(
+        app,
+        ["eval", "retrieval", "--index", "current", "--queries", str(DEMO_QUERIES), "--target-precision", "0.9"]
+        + ["--out", str(out), "--home", str(trained_home)],
+    )
+    assert r.exit_code == 0, r.output
+    assert "lexical only" in r.output and "dense only" in r.output and "default engine" in r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["systems"]) == {"lexical only", "dense only", "default engine"}
+    assert rep["model_version"] and rep["unanswerable"] == 40
+    default = rep["systems"]["default engine"]
+    assert default["metrics"]["recall@1"] >= rep["systems"]["dense only"]["metrics"]["recall@1"]
+    assert default["target"]["achieved_precision"] >= 0.9 and default["target"]["coverage"] > 0.3
+    assert f"threshold {default['target']['threshold']:.4f}" in r.output
+    html = (out / "report.html").read_text()
+    assert html.count("<svg") >= 1 and "<script" not in html and "Precision against coverage" in html
+
+
+@pytest.mark.slow
+def test_eval_retrieval_on_a_kb_source(trained_home, tmp_path):
+    from tests.conftest import write
+
+    kb = tmp_path / "kb"
+    for f in sorted((DEMO_KB / "security").glob("*.md")):
+        write(kb / f.name, f.read_text())
+    out = tmp_path / "kb-out"
+    r = runner.invoke(
+        app,
+        ["eval", "retrieval", "--kb", str(kb), "--queries", str(DEMO_QUERIES), "--out", str(out)]
+        + ["--home", str(trained_home)],
+    )
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["source"]["kb"] == str(kb)
+    assert rep["systems"]["default engine"]["metrics"]["recall@10"] < 0.5  # most answers are not in this KB
+    assert not list(trained_home.glob(".eval-*"))  # the temporary home is gone
+    r = runner.invoke(app, ["eval", "retrieval", "--queries", str(DEMO_QUERIES), "--home", str(trained_home)])
+    assert r.exit_code == 1 and "--kb" in r.output
+
+
+@pytest.mark.slow
+def test_eval_deflection_and_compare(trained_home, tmp_path):
+    out = tmp_path / "defl"
+    r = runner.invoke(
+        app, ["eval", "deflection", "--queries", str(DEMO_QUERIES), "--out", str(out), "--home", str(trained_home)]
+    )
+    assert r.exit_code == 0, r.output
+    assert "assumptions:" in r.output and "<- current" in r.output
+    rep = json.loads((out / "report.json").read_text())
+    for row in rep["table"]:
+        assert row["right_first"] + row["wrong_shown"] + row["abstained"] == pytest.approx(1.0)
+    assert (out / "report.html").read_text().count("<svg") == 1
+
+    # compare two retrieval runs: the same run twice has no differences
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        runner.invoke(
+            app,
+            ["eval", "retrieval", "--index", "current", "--queries", str(DEMO_QUERIES), "--out", str(d)]
+            + ["--home", str(trained_home)],
+        )
+    r = runner.invoke(app, ["eval", "compare", str(a / "report.json"), str(b / "report.json")])
+    assert r.exit_code == 0 and "(no differences)" in r.output
+    r = runner.invoke(app, ["eval", "compare", str(a / "report.json"), str(out / "report.json")])
+    assert r.exit_code == 0 and "systems.default engine.metrics.recall@1" in r.output
+
+
+@pytest.mark.slow
+def test_tune_writes_thresholds_the_engine_uses(trained_home):
+    from deflect.config import Settings
+    from deflect.engine import Engine
+    from models import bundle as B
+
+    engine = Engine(Settings(home=trained_home, reload_interval=0.0))
+    bundle = engine.index.get()
+    before = engine.min_score(bundle)
+    r = runner.invoke(
+        app,
+        ["tune", "--queries", str(DEMO_QUERIES), "--target-precision", "0.95", "--per-intent", "--min-queries", "8"]
+        + ["--home", str(trained_home)],
+        input="n\n",
+    )
+    assert r.exit_code == 0 and "nothing written" in r.output  # asked, and declined
+    assert not (B.bundle_path(trained_home, "index", bundle.version) / "tuning.json").exists()
+    r = runner.invoke(
+        app,
+        ["tune", "--queries", str(DEMO_QUERIES), "--target-precision", "0.95", "--per-intent", "--min-queries", "8"]
+        + ["--yes", "--home", str(trained_home)],
+    )
+    assert r.exit_code == 0, r.output
+    tuning = json.loads((B.bundle_path(trained_home, "index", bundle.version) / "tuning.json").read_text())
+    assert tuning["target_precision"] == 0.95 and tuning["expected"]["precision"] >= 0.95
+    assert engine.min_score(bundle) == tuning["threshold"] != before  # the running engine picked it up
+    for intent, d in tuning["per_intent"].items():
+        assert engine.min_score(bundle, intent) == d["threshold"]
+    r = runner.invoke(
+        app,
+        ["tune", "--queries", str(DEMO_QUERIES), "--target-precision", "0.9", "--reset"]
+        + ["--home", str(trained_home)],
+    )
+    assert "tuning removed" in r.output and engine.min_score(bundle) == before
