@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import deflect
-from deflect.api.routes import events, health, suggest
+from deflect.api.routes import events, health, suggest, widget
 from deflect.config import Settings, get_settings
 from deflect.errors import DeflectError, InvalidInputError, NotReadyError
 
@@ -95,6 +95,28 @@ class _TooLarge(Exception):
     pass
 
 
+class BeaconJson:
+    """Read a ``text/plain`` body of ``POST /v1/events`` as JSON.
+
+    ``navigator.sendBeacon`` (used by the widget when the page closes) can only send a
+    cross-origin body without a CORS preflight as ``text/plain``; the payload is JSON all
+    the same, and is validated exactly like any other batch.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/events":
+            headers = []
+            for k, v in scope["headers"]:
+                if k == b"content-type" and v.split(b";")[0].strip().lower() == b"text/plain":
+                    v = b"application/json"
+                headers.append((k, v))
+            scope = {**scope, "headers": headers}
+        return await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     """Build the app. ``engine`` may be injected (tests); otherwise it is made in the lifespan."""
     settings = settings or get_settings()
@@ -131,6 +153,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         )
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BeaconJson)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError):
@@ -162,6 +185,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(suggest.router)
     app.include_router(events.router)
+    app.include_router(widget.router)
     return app
 
 

@@ -20,6 +20,9 @@ def root() -> dict:
         "docs": "/docs",
         "ready": "/readyz",
         "suggest": "POST /v1/suggest",
+        "events": "POST /v1/events",
+        "widget": "/widget/deflect-widget.js",
+        "demo": "/demo",
     }
 
 
