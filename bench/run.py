@@ -40,7 +40,7 @@ from models.vector_index import FaissIndex  # noqa: E402
 DEMO_KB = ROOT / "examples" / "helpcenter"
 DEMO_QUERIES = ROOT / "examples" / "demo_queries.csv"
 RESULTS = ROOT / "bench" / "results"
-ALL = {"stackfaq", "demo", "http", "ingest", "banking77"}
+ALL = {"stackfaq", "demo", "http", "ingest", "banking77", "widget"}
 rows: list[dict] = []
 notes: list[str] = []
 
@@ -388,6 +388,20 @@ def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
     )
 
 
+def bench_widget() -> None:
+    """The widget's size as served, minified (rjsmin) and gzipped (level 9)."""
+    import gzip
+
+    import rjsmin
+
+    src = (ROOT / "deflect" / "static" / "deflect-widget.js").read_bytes()
+    mini = rjsmin.jsmin(src.decode()).encode()
+    gz = gzip.compress(mini, compresslevel=9)
+    row("widget", "deflect-widget.js", "bytes", len(src), "as served, with comments", "")
+    row("widget", "deflect-widget.js", "minified", len(mini), "rjsmin", "")
+    row("widget", "deflect-widget.js", "min+gzip", len(gz), f"as served, gzipped: {len(gzip.compress(src, 9))}", "")
+
+
 def markdown_table() -> str:
     out = ["| section | system | metric | value | baseline (same run) | target |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -420,6 +434,8 @@ def main() -> None:
                 quality("StackFAQ", kb, stackfaq(kb), embs, work, settings)
         if "demo" in only:
             quality("demo", DEMO_KB, load_queries(DEMO_QUERIES), embs, work, settings)
+        if "widget" in only:
+            bench_widget()
         if "http" in only:
             bench_http(work, embs, a.seconds)
         if "ingest" in only:

@@ -18,6 +18,8 @@ from deflect.experiment import assign_variant
 from tests.conftest import ARTIFACTS
 
 CHROMIUM = os.environ.get("DEFLECT_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+if not CHROMIUM and os.environ.get("DEFLECT_REQUIRE_BROWSER"):  # .ci/run sets it: never skip there
+    raise RuntimeError("DEFLECT_REQUIRE_BROWSER is set but no chromium was found (apt-get install chromium)")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
