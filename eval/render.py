@@ -93,14 +93,14 @@ def intent_html(rep: dict) -> str:
         [lab, d["precision"], d["recall"], d["f1"], d["support"]]
         for lab, d in sorted(main["per_intent"].items(), key=lambda kv: kv[1]["f1"])
     ]
-    conf = [[c["true"], c["predicted"], c["count"], " | ".join(c["examples"])] for c in main["confused"]]
+    conf = [[c["true"], c["predicted"], " | ".join(c["examples"]), c["count"]] for c in main["confused"]]
     sections = [
         ("summary", "Against the baselines (trained in the same run)", table(["system", *keys], rows)),
         ("per-intent", "Per intent (weakest first)", table(["intent", "precision", "recall", "F1", "support"], per)),
         (
             "confused",
             "Most confused pairs",
-            table(["true intent", "predicted", "count", "examples"], conf, numeric_from=2) if conf else "<p>None.</p>",
+            table(["true intent", "predicted", "examples", "count"], conf, numeric_from=3) if conf else "<p>None.</p>",
         ),
         (
             "calibration",

@@ -192,3 +192,53 @@ def test_tune_writes_thresholds_the_engine_uses(trained_home):
         + ["--home", str(trained_home)],
     )
     assert "tuning removed" in r.output and engine.min_score(bundle) == before
+
+
+def test_reliability_bins_and_confused_pairs_by_hand():
+    from eval.intent_eval import confused_pairs, reliability_bins
+
+    bins = reliability_bins([0.05, 0.15, 0.95, 1.0, 0.92], [False, True, True, True, False], bins=10)
+    assert bins[0] == {"lo": 0.0, "hi": 0.1, "count": 1, "confidence": 0.05, "accuracy": 0.0}
+    assert bins[9]["count"] == 3 and bins[9]["accuracy"] == pytest.approx(2 / 3)  # 1.0 falls in the last bin
+    assert bins[5]["count"] == 0 and bins[5]["accuracy"] is None
+    pairs = confused_pairs(["a", "a", "b", "a", "c"], ["b", "b", "b", "c", "c"], ["t1", "t2", "t3", "t4", "t5"])
+    assert pairs[0] == {"true": "a", "predicted": "b", "count": 2, "examples": ["t1", "t2"]}
+    assert pairs[1]["predicted"] == "c" and len(pairs) == 2
+    with pytest.raises(ValueError, match="lengths"):
+        confused_pairs(["a"], ["a", "b"], ["t"])
+    with pytest.raises(ValueError):
+        reliability_bins([0.5], [])
+
+
+@pytest.mark.slow
+def test_eval_intent_beside_its_baselines(trained_home, tmp_path):
+    import csv
+    import random
+
+    rows = list(csv.DictReader((DEMO_KB.parent / "intents.csv").open()))
+    random.Random(0).shuffle(rows)
+    cut = int(len(rows) * 0.7)
+    for name, part in (("train.csv", rows[:cut]), ("test.csv", rows[cut:])):
+        with (tmp_path / name).open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(part)
+    out = tmp_path / "intent"
+    r = runner.invoke(
+        app,
+        ["eval", "intent", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv")]
+        + ["--oos-label", "out_of_scope", "--out", str(out), "--home", str(trained_home)],
+    )
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["systems"]) == {"deflect", "LR on embeddings", "TF-IDF + linear SVM"}
+    main = rep["systems"]["deflect"]
+    assert 0.5 < main["accuracy"] <= 1 and 0 <= main["ece"] < 0.5 and 0.5 < main["oos_auroc"] <= 1
+    assert "out_of_scope" in main["per_intent"] and main["confused"] and len(main["reliability"]) == 10
+    assert "most confused" in r.output and "LR on embeddings" in r.output
+    html = (out / "report.html").read_text()
+    assert "Calibration" in html and html.count("<svg") == 1
+    r = runner.invoke(
+        app, ["eval", "intent", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "x.csv")]
+    )
+    assert r.exit_code == 1 and "x.csv" in r.output

@@ -131,6 +131,56 @@ def eval_retrieval(
     write_outputs(out, rep, retrieval_html(rep))
 
 
+# ---- eval intent -----------------------------------------------------------------------------
+@eval_app.command("intent")
+@friendly
+def eval_intent(
+    train_file: Annotated[Path, typer.Option("--train", help="Labeled texts to train on (CSV or JSONL).")],
+    test_file: Annotated[Path, typer.Option("--test", help="Labeled texts to test on (CSV or JSONL).")],
+    text_col: Annotated[str, typer.Option("--text-col", help="Column with the text.")] = "text",
+    label_col: Annotated[str, typer.Option("--label-col", help="Column with the intent.")] = "label",
+    oos_label: Annotated[str | None, typer.Option("--oos-label", help="The label meaning out of scope.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    out: OutOpt = Path("eval-report/intent"),
+    home: HomeOpt = None,
+) -> None:
+    """Accuracy, macro-F1, per intent, confusions, out of scope and calibration, beside two baselines."""
+    from eval.intent_eval import evaluate_intents
+    from eval.render import intent_html
+    from models.embedder import load_embedder
+
+    settings = settings_for(home)
+    rep = evaluate_intents(
+        train_file,
+        test_file,
+        load_embedder(settings, purpose="train"),
+        text_col=text_col,
+        label_col=label_col,
+        oos_label=oos_label,
+        seed=seed,
+    )
+    rep["created_at"] = datetime.now(UTC).isoformat()
+    typer.echo(f"train {rep['train_rows']} texts, {rep['intents']} intents; test {rep['test_rows']} texts\n")
+    cols = ["accuracy", "macro_f1", "ece", "oos_recall", "oos_auroc", "train_seconds"]
+    typer.echo(f"{'system':<22}" + "".join(f"{c:>14}" for c in cols))
+    for name, s in rep["systems"].items():
+        typer.echo(f"{name:<22}" + "".join(f"{_f(s.get(c)):>14}" for c in cols))
+    main = rep["systems"]["deflect"]
+    typer.echo("\nweakest intents (F1):")
+    for lab, d in sorted(main["per_intent"].items(), key=lambda kv: kv[1]["f1"])[:8]:
+        typer.echo(f"  {lab:<30} P {d['precision']:.3f}  R {d['recall']:.3f}  F1 {d['f1']:.3f}  (n={d['support']})")
+    if main["confused"]:
+        typer.echo("most confused (true -> predicted):")
+        for c in main["confused"][:5]:
+            typer.echo(f"  {c['true']} -> {c['predicted']}: {c['count']}  e.g. {c['examples'][0][:70]!r}")
+    if rep["test_labels_unseen_in_training"]:
+        typer.secho(
+            f"test labels never seen in training (always wrong): {', '.join(rep['test_labels_unseen_in_training'])}",
+            fg="yellow",
+        )
+    write_outputs(out, rep, intent_html(rep))
+
+
 # ---- eval deflection -------------------------------------------------------------------------
 @eval_app.command("deflection")
 @friendly
