@@ -102,6 +102,15 @@ def test_a_bad_event_names_its_index_and_field_and_nothing_is_stored(client, set
     assert stored(settings)[0] == []
 
 
+def test_beacon_text_plain_is_read_as_json(client, settings):
+    import json
+
+    body = json.dumps({"events": [event(7, type="form_abandoned")]})
+    r = client.post("/v1/events", content=body, headers={"content-type": "text/plain;charset=UTF-8"})
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+    assert client.get("/readyz").json()["events"]["store"].endswith("events.db")
+
+
 def test_batch_limits(client):
     assert client.post("/v1/events", json={"events": []}).status_code == 422
     r = client.post("/v1/events", json={"events": [event(i) for i in range(101)]})
@@ -186,6 +195,8 @@ def test_events_get_503_when_the_store_cannot_be_opened(tmp_path, home, fake_emb
     with TestClient(create_app(s, engine=Engine(s, fake_embedder))) as c:
         r = c.post("/v1/events", json={"events": [event(1)]})
         assert r.status_code == 503 and "cannot connect" in r.json()["message"]
+        ready = c.get("/readyz").json()
+        assert ready["status"] == "ready" and "cannot connect" in ready["events"]["error"]
         assert c.post("/v1/suggest", json={"description": "reset password"}).status_code == 200
 
 

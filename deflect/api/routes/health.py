@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from deflect.api.deps import EngineDep
@@ -32,10 +32,24 @@ def healthz() -> dict:
 
 
 @router.get("/readyz", summary="An index is loaded and suggestions can be served")
-def readyz(engine: EngineDep):
+def readyz(engine: EngineDep, request: Request):
+    recorder = getattr(request.app.state, "recorder", None)
+    events = (
+        {"store": recorder.store.url, "dropped_suggestion_records": recorder.dropped}
+        if recorder is not None
+        else {"store": None, "error": getattr(request.app.state, "store_error", None)}
+    )
     if engine.index.ready:
         b = engine.index.get()
-        return {"status": "ready", "index_version": b.version, "articles": len(b.articles), "chunks": len(b.chunks)}
+        model = engine.model.get_optional()
+        return {
+            "status": "ready",
+            "index_version": b.version,
+            "articles": len(b.articles),
+            "chunks": len(b.chunks),
+            "model_version": model.version if model is not None else None,
+            "events": events,
+        }
     return JSONResponse(
         status_code=503,
         content={
