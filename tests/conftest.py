@@ -101,6 +101,17 @@ def write_kb(directory: Path, articles: dict[str, tuple[str, str]]) -> Path:
     return directory
 
 
+def small_kb(tmp_path: Path, extra: dict | None = None) -> Path:
+    """Three short articles the keyword fake embedder ranks exactly (plus ``extra``)."""
+    arts = {
+        "pw": ("Reset your password", "Click reset password on the login page."),
+        "refund": ("Refund policy", "We refund card payment within 14 days."),
+        "gcal": ("Google calendar sync", "Connect google calendar to sync bookings."),
+    }
+    arts.update(extra or {})
+    return write_kb(tmp_path / "kb", arts)
+
+
 class Hammer:
     """Clients posting the same suggest request from several threads until stopped.
 

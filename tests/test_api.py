@@ -7,17 +7,11 @@ from deflect.api.main import create_app
 from deflect.config import Settings
 from deflect.engine import Engine
 from kb_ingest.pipeline import ingest
-from tests.conftest import Hammer, write_kb
+from tests.conftest import Hammer, small_kb
 
 
 def make_kb(tmp_path, extra: dict | None = None):
-    arts = {
-        "pw": ("Reset your password", "Click reset password on the login page."),
-        "refund": ("Refund policy", "We refund card payment within 14 days."),
-        "gcal": ("Google calendar sync", "Connect google calendar to sync bookings."),
-    }
-    arts.update(extra or {})
-    return write_kb(tmp_path / "kb", arts)
+    return small_kb(tmp_path, extra)
 
 
 @pytest.fixture

@@ -20,19 +20,13 @@ from deflect.engine import Engine
 from deflect.experiment import assign_variant
 from deflect.store import open_store
 from kb_ingest.pipeline import ingest
-from tests.conftest import ROOT, write_kb
+from tests.conftest import ROOT, small_kb
 
 TS = "2026-11-23T10:15:02.120Z"
 
 
 def make_kb(tmp_path):
-    return write_kb(
-        tmp_path / "kb",
-        {
-            "pw": ("Reset your password", "Click reset password on the login page."),
-            "refund": ("Refund policy", "We refund card payment within 14 days."),
-        },
-    )
+    return small_kb(tmp_path)
 
 
 @pytest.fixture

@@ -169,6 +169,13 @@ class Migration:
     postgres: tuple[str, ...]
 
 
+_REPORT_INDEXES = (  # the same SQL in both dialects
+    "CREATE INDEX suggestions_created ON suggestions (created_at)",
+    "CREATE INDEX suggestions_session ON suggestions (session_id)",
+    "CREATE INDEX events_ts ON events (ts)",
+    "CREATE INDEX events_session ON events (session_id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -237,22 +244,46 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
         "indexes for reports (by time and by session)",
-        sqlite=(
-            "CREATE INDEX suggestions_created ON suggestions (created_at)",
-            "CREATE INDEX suggestions_session ON suggestions (session_id)",
-            "CREATE INDEX events_ts ON events (ts)",
-            "CREATE INDEX events_session ON events (session_id)",
-        ),
-        postgres=(
-            "CREATE INDEX suggestions_created ON suggestions (created_at)",
-            "CREATE INDEX suggestions_session ON suggestions (session_id)",
-            "CREATE INDEX events_ts ON events (ts)",
-            "CREATE INDEX events_session ON events (session_id)",
-        ),
+        sqlite=_REPORT_INDEXES,
+        postgres=_REPORT_INDEXES,
     ),
 )
 
 LATEST = MIGRATIONS[-1].version
+
+
+EVENT_COLUMNS = "event_id, session_id, type, ts, received_at, request_id, article_id, helpful"
+SUGGEST_COLUMNS = (
+    "request_id, session_id, variant, form_id, query, intent_label, intent_confidence, abstained, reason, "
+    "shown, would_show, top_score, index_version, model_version, latency_ms, created_at"
+)
+
+
+def event_from_row(r: Sequence, ts) -> Event:
+    """An :class:`Event` from a row in ``EVENT_COLUMNS`` order; ``ts`` converts the stored times."""
+    return Event(r[0], r[1], r[2], ts(r[3]), ts(r[4]), r[5], r[6], None if r[7] is None else bool(r[7]))
+
+
+def suggest_from_row(r: Sequence, ts, ids) -> SuggestRecord:
+    """A :class:`SuggestRecord` from a row in ``SUGGEST_COLUMNS`` order (``ids`` converts the lists)."""
+    return SuggestRecord(
+        request_id=r[0],
+        session_id=r[1],
+        variant=r[2],
+        form_id=r[3],
+        query=r[4],
+        intent_label=r[5],
+        intent_confidence=r[6],
+        abstained=bool(r[7]),
+        reason=r[8],
+        shown=ids(r[9]),
+        would_show=ids(r[10]),
+        top_score=r[11],
+        index_version=r[12],
+        model_version=r[13],
+        latency_ms=r[14],
+        created_at=ts(r[15]),
+    )
 
 
 def dumps_ids(ids: list[str]) -> str:

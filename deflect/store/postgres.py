@@ -13,13 +13,19 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from deflect.errors import StoreError
-from deflect.store.base import MIGRATIONS, AddResult, Event, StoreBase, SuggestRecord, to_utc
-
-_EVENT_COLS = "event_id, session_id, type, ts, received_at, request_id, article_id, helpful"
-_SUGGEST_COLS = (
-    "request_id, session_id, variant, form_id, query, intent_label, intent_confidence, abstained, reason, "
-    "shown, would_show, top_score, index_version, model_version, latency_ms, created_at"
+from deflect.store.base import (
+    EVENT_COLUMNS,
+    MIGRATIONS,
+    SUGGEST_COLUMNS,
+    AddResult,
+    Event,
+    StoreBase,
+    SuggestRecord,
+    event_from_row,
+    suggest_from_row,
+    to_utc,
 )
+
 _MIGRATION_LOCK = 0x64656631  # "def1": the advisory lock key for schema upgrades
 
 
@@ -106,7 +112,7 @@ class PostgresStore(StoreBase):
                 with self._conn.cursor() as cur:
                     if suggestions:
                         cur.executemany(
-                            f"INSERT INTO suggestions ({_SUGGEST_COLS}) VALUES ({', '.join(['%s'] * 16)}) "
+                            f"INSERT INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join(['%s'] * 16)}) "
                             "ON CONFLICT (request_id) DO NOTHING",
                             [
                                 (
@@ -134,7 +140,7 @@ class PostgresStore(StoreBase):
                         res = AddResult()
                         for e in batch:
                             cur.execute(
-                                f"INSERT INTO events ({_EVENT_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                                 "ON CONFLICT (event_id) DO NOTHING",
                                 (
                                     e.event_id,
@@ -178,34 +184,14 @@ class PostgresStore(StoreBase):
         return rows
 
     def events(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Event]:
-        rows = self._select(f"SELECT {_EVENT_COLS} FROM events", "ts", since, until, "ts, event_id")
-        return [Event(r[0], r[1], r[2], to_utc(r[3]), to_utc(r[4]), r[5], r[6], r[7]) for r in rows]
+        rows = self._select(f"SELECT {EVENT_COLUMNS} FROM events", "ts", since, until, "ts, event_id")
+        return [event_from_row(r, to_utc) for r in rows]
 
     def suggestions(self, *, since: datetime | None = None, until: datetime | None = None) -> list[SuggestRecord]:
         rows = self._select(
-            f"SELECT {_SUGGEST_COLS} FROM suggestions", "created_at", since, until, "created_at, request_id"
+            f"SELECT {SUGGEST_COLUMNS} FROM suggestions", "created_at", since, until, "created_at, request_id"
         )
-        return [
-            SuggestRecord(
-                request_id=r[0],
-                session_id=r[1],
-                variant=r[2],
-                form_id=r[3],
-                query=r[4],
-                intent_label=r[5],
-                intent_confidence=r[6],
-                abstained=r[7],
-                reason=r[8],
-                shown=list(r[9]),
-                would_show=list(r[10]),
-                top_score=r[11],
-                index_version=r[12],
-                model_version=r[13],
-                latency_ms=r[14],
-                created_at=to_utc(r[15]),
-            )
-            for r in rows
-        ]
+        return [suggest_from_row(r, to_utc, list) for r in rows]
 
     def close(self) -> None:
         with self._lock:

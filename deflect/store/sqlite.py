@@ -16,20 +16,18 @@ from pathlib import Path
 
 from deflect.errors import StoreError
 from deflect.store.base import (
+    EVENT_COLUMNS,
     MIGRATIONS,
+    SUGGEST_COLUMNS,
     AddResult,
     Event,
     StoreBase,
     SuggestRecord,
     dumps_ids,
+    event_from_row,
     iso,
     parse_iso,
-)
-
-_EVENT_COLS = "event_id, session_id, type, ts, received_at, request_id, article_id, helpful"
-_SUGGEST_COLS = (
-    "request_id, session_id, variant, form_id, query, intent_label, intent_confidence, abstained, reason, "
-    "shown, would_show, top_score, index_version, model_version, latency_ms, created_at"
+    suggest_from_row,
 )
 
 
@@ -99,14 +97,14 @@ class SQLiteStore(StoreBase):
                 self._conn.execute("BEGIN IMMEDIATE")
                 if suggestions:
                     self._conn.executemany(
-                        f"INSERT OR IGNORE INTO suggestions ({_SUGGEST_COLS}) VALUES ({', '.join('?' * 16)})",
+                        f"INSERT OR IGNORE INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join('?' * 16)})",
                         [_suggest_row(r) for r in suggestions],
                     )
                 for batch in event_batches:
                     res = AddResult()
                     for e in batch:
                         cur = self._conn.execute(
-                            f"INSERT OR IGNORE INTO events ({_EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (
                                 e.event_id,
                                 e.session_id,
@@ -144,39 +142,18 @@ class SQLiteStore(StoreBase):
     def events(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Event]:
         where, args = self._range("ts", since, until)
         with self._lock:
-            rows = self._conn.execute(f"SELECT {_EVENT_COLS} FROM events{where} ORDER BY ts, event_id", args).fetchall()
-        return [
-            Event(r[0], r[1], r[2], parse_iso(r[3]), parse_iso(r[4]), r[5], r[6], None if r[7] is None else bool(r[7]))
-            for r in rows
-        ]
+            rows = self._conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events{where} ORDER BY ts, event_id", args
+            ).fetchall()
+        return [event_from_row(r, parse_iso) for r in rows]
 
     def suggestions(self, *, since: datetime | None = None, until: datetime | None = None) -> list[SuggestRecord]:
         where, args = self._range("created_at", since, until)
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_SUGGEST_COLS} FROM suggestions{where} ORDER BY created_at, request_id", args
+                f"SELECT {SUGGEST_COLUMNS} FROM suggestions{where} ORDER BY created_at, request_id", args
             ).fetchall()
-        return [
-            SuggestRecord(
-                request_id=r[0],
-                session_id=r[1],
-                variant=r[2],
-                form_id=r[3],
-                query=r[4],
-                intent_label=r[5],
-                intent_confidence=r[6],
-                abstained=bool(r[7]),
-                reason=r[8],
-                shown=json.loads(r[9]),
-                would_show=json.loads(r[10]),
-                top_score=r[11],
-                index_version=r[12],
-                model_version=r[13],
-                latency_ms=r[14],
-                created_at=parse_iso(r[15]),
-            )
-            for r in rows
-        ]
+        return [suggest_from_row(r, parse_iso, json.loads) for r in rows]
 
     def close(self) -> None:
         with self._lock:
