@@ -32,13 +32,22 @@ DEFINITIONS = [
 ]
 
 
-def build_report(measured: dict, *, vectors: Callable | None = None, title: str = "Deflection report") -> dict:
-    """The report: the measured figures plus content-gap themes (``vectors`` groups them by meaning)."""
+def build_report(
+    measured: dict,
+    *,
+    vectors: Callable | None = None,
+    titles: dict[str, str] | None = None,
+    title: str = "Deflection report",
+) -> dict:
+    """The report: the measured figures plus content-gap themes (``vectors`` groups them by
+    meaning) and article titles (``titles``: article id -> title, from the current index)."""
     from eval.themes import themes
 
     gaps = measured.get("gap_queries", [])
     out = {k: v for k, v in measured.items() if k != "gap_queries"}
     out["title"] = title
+    titles = titles or {}
+    out["by_article"] = [{**a, "title": titles.get(a["article_id"], "")} for a in out["by_article"]]
     out["content_gaps"] = {
         "queries": len(gaps),
         "abstained": sum(g["why"].startswith("abstained") for g in gaps),
@@ -108,6 +117,18 @@ def _num(v: float | int | None) -> str:
     return f"{v:,.0f}" if isinstance(v, int) or abs(v) >= 100 else f"{v:,.1f}"
 
 
+def _when(iso_text: str | None) -> str | None:
+    """``2026-11-08T18:30:16.12+00:00`` -> ``2026-11-08 18:30 UTC``."""
+    if not iso_text:
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso_text).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return iso_text
+
+
 def _e(s) -> str:
     return html.escape(str(s), quote=True)
 
@@ -117,7 +138,7 @@ def _svg_ab(inc: dict) -> str:
     c, t = inc["control_submit_rate"], inc["treatment_submit_rate"]
     if c is None or t is None:
         return "<p class='muted'>No control group data: set control_share to measure incremental deflection.</p>"
-    w, h, left = 520, 150, 110
+    w, h, left = 600, 150, 190
     scale = (w - left - 60) / max(c, t, 0.01)
     bars = ""
     for i, (name, v, n, color) in enumerate(
@@ -262,6 +283,7 @@ def to_html(report: dict) -> str:
     article_rows = sorted(report["by_article"], key=lambda a: (-a["opened_then_submitted"], -a["shown"]))
     article_cols = [
         ("article_id", "article", txt),
+        ("title", "title", txt),
         ("shown", "shown", num),
         ("opened", "opened", num),
         ("open_rate", "open rate", pct),
@@ -288,12 +310,13 @@ def to_html(report: dict) -> str:
         ("why", "why", txt),
         ("examples", "examples", str),
     ]
-    period = f"{p['since'] or p['first_session'] or 'start'} to {p['until'] or p['last_session'] or 'now'}"
+    start = _when(p["since"] or p["first_session"]) or "start"
+    period = f"{start} to {_when(p['until'] or p['last_session']) or 'now'}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{_e(report["title"])}</title><style>{_CSS}</style></head><body>
 <h1>{_e(report["title"])}</h1>
-<p class="muted">Sessions from {_e(period)}; data as of {_e(p["as_of"])}; attribution window
+<p class="muted">Sessions from {_e(period)}; data as of {_e(_when(p["as_of"]))}; attribution window
 {p["window_hours"]:g} h. Variants: {_e(", ".join(f"{k} {v:,}" for k, v in report["sessions_by_variant"].items()))}.</p>
 <section id="headline"><h2>Headline</h2><div class="cards">{cards_html}</div></section>
 <section id="incremental"><h2>Incremental deflection (control vs treatment)</h2>

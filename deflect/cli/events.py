@@ -129,7 +129,7 @@ def report_cmd(
         emb = load_embedder(settings)
         vectors = emb.encode
     measured = measure(recs, events, since=t0, until=t1, window=win)
-    rep = build_report(measured, vectors=vectors)
+    rep = build_report(measured, vectors=vectors, titles=_titles(settings.home))
     text = {"html": to_html, "json": to_json, "csv": to_csv}[fmt](rep)
     if out is None and fmt == "html":
         out = Path("report.html")
@@ -146,6 +146,24 @@ def report_cmd(
         + (f" (95% CI {_pct(ci[0])} to {_pct(ci[1])})" if ci else "")
         + f"\nwrote {out}"
     )
+
+
+def _titles(home: Path) -> dict[str, str]:
+    """Article id -> title from the current index (empty when there is none)."""
+    from models import bundle as B
+
+    version = B.read_pointer(home, "index")
+    if version is None:
+        return {}
+    out = {}
+    try:
+        with open(B.bundle_path(home, "index", version) / "articles.jsonl", encoding="utf-8") as f:
+            for line in f:
+                a = json.loads(line)
+                out[a["id"]] = a.get("title", "")
+    except (OSError, ValueError, KeyError):
+        return {}
+    return out
 
 
 def _pct(v) -> str:
