@@ -471,6 +471,7 @@ def main() -> None:
         kept = [r for r in old["rows"] if r["section"] not in ran]
         rows[:0] = kept
         notes[:0] = [n for n in old.get("notes", []) if not any(n.lower().startswith(x.lower()) for x in ran)]
+        notes[:] = list(dict.fromkeys(notes))  # notes every run adds (the encoders) once
         md = (
             f"Measured {started:%Y-%m-%d} on {machine()} by `make bench` (sections {', '.join(sorted(ran))} "
             f"re-run; the rest from {old['date'][:10]}).\n\n"

@@ -2,10 +2,13 @@
 
 Features of a text: the sentence embedding and the max-pooled token embedding of the
 encoder (two views of one forward pass), plus TF-IDF word 1-3-grams and character 1-6-grams.
-A linear SVM on them; its decision values become probabilities by temperature scaling,
-fitted on the validation split. Out of scope is decided by a threshold on a score that
+A linear SVM on them, plus a nearest-neighbour term: ``nn_weight`` times the cosine of the
+sentence embedding to each class's nearest training example (the weight is chosen on
+validation predictions). These decision values become probabilities by temperature scaling,
+fitted on validation predictions. Out of scope is decided by a threshold on a score that
 combines the calibrated confidence with the cosine to the nearest training examples of the
-predicted class, chosen on the validation split (see :func:`choose_oos_threshold`).
+predicted class, chosen on validation predictions (see :func:`choose_oos_threshold`); training
+(``models.train_intent``) gets those from cross-validation, or from a held-out split.
 
 Saved without pickle: vocabularies as JSON, weights as ``.npy``.
 """
@@ -33,7 +36,11 @@ DEFAULT_PARAMS = {
     "C": 0.3,
     "knn_k": 5,
     "oos_weight": 0.5,
+    # weight of the nearest-neighbour term of the decision values; None: chosen on validation
+    # predictions by :func:`choose_nn_weight` (``models.train_intent`` does; a bare fit uses 0)
+    "nn_weight": None,
 }
+NN_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
 @dataclass
@@ -85,6 +92,7 @@ class IntentClassifier:
         self._train_emb: np.ndarray | None = None
         self._train_y: np.ndarray | None = None
         self._emb32: np.ndarray | None = None
+        self._by_class: tuple[np.ndarray, np.ndarray] | None = None
 
     # ---- features -------------------------------------------------------------------
     def _views(self, texts: Sequence[str], views) -> tuple[np.ndarray, np.ndarray]:
@@ -139,16 +147,45 @@ class IntentClassifier:
         self._intercept = intercept.astype(np.float32)
         self._train_emb = emb.astype(np.float16)
         self._emb32 = None
+        self._by_class = None
         self._train_y = np.searchsorted(self.classes_, y)
         return self
 
     def decision_function(self, texts: Sequence[str], *, views=None) -> np.ndarray:
+        """The SVM's decision values plus ``nn_weight`` times each class's nearest-neighbour
+        cosine (:meth:`class_similarity`); columns in ``classes_`` order."""
+        texts = list(texts)
+        emb, mx = self._views(texts, views)
+        dec = self.svm_decision(texts, views=(emb, mx))
+        w = self.nn_weight
+        return dec + w * self.class_similarity(emb) if w else dec
+
+    @property
+    def nn_weight(self) -> float:
+        return float(self.params.get("nn_weight") or 0.0)
+
+    def svm_decision(self, texts: Sequence[str], *, views=None) -> np.ndarray:
+        """The linear SVM's decision values alone."""
         texts = list(texts)
         if len(texts) <= 4:  # the serving path: skip sklearn's per-call overhead (~1 ms)
             emb, mx = self._views(texts, views)
             return np.stack([self._decision_one(t, emb[i], mx[i]) for i, t in enumerate(texts)])
         X = self._features(texts, views)
         return np.asarray(X @ self._coef.T) + self._intercept
+
+    def class_similarity(self, emb: np.ndarray, *, batch: int = 1024) -> np.ndarray:
+        """Per row and class: the cosine of the sentence embedding to the class's nearest
+        training example (a memory of near-duplicates that the linear model smooths over)."""
+        if self._by_class is None:  # the training rows grouped by class, once
+            order = np.argsort(self._train_y, kind="stable")
+            starts = np.searchsorted(self._train_y[order], np.arange(len(self.classes_)))
+            self._by_class = (np.ascontiguousarray(self._train_emb32()[order]), starts)
+        sorted_train, starts = self._by_class
+        out = np.empty((len(emb), len(self.classes_)), dtype=np.float64)
+        for b in range(0, len(emb), batch):
+            sims = np.asarray(emb[b : b + batch], np.float32) @ sorted_train.T
+            out[b : b + batch] = np.maximum.reduceat(sims, starts, axis=1)
+        return out
 
     def _tfidf_columns(self, vec: TfidfVectorizer, analyzer, text: str) -> tuple[np.ndarray, np.ndarray]:
         vocab = vec.vocabulary_
@@ -218,19 +255,27 @@ class IntentClassifier:
             self._emb32 = self._train_emb.astype(np.float32)
         return self._emb32
 
-    def oos_scores(self, proba: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    def in_scope_argmax(self, values: np.ndarray) -> np.ndarray:
+        """Per row, the column of the best in-scope class of ``values`` (probabilities or
+        decision values): an explicit out-of-scope class, if the model has one, is left out."""
+        v = values
+        if self.oos_label is not None and self.oos_label in set(self.classes_.tolist()):
+            v = np.array(values, dtype=np.float64, copy=True)
+            v[:, int(np.searchsorted(self.classes_, self.oos_label))] = -np.inf
+        return np.argmax(v, axis=1)
+
+    def oos_scores(self, proba: np.ndarray, emb: np.ndarray, *, knn: np.ndarray | None = None) -> np.ndarray:
         """In-scope score: ``w * confidence + (1 - w) * kNN cosine``; low means out of scope.
 
-        Both parts look at the best in-scope class (an explicit out-of-scope class, if the
-        model has one, is left out), so texts that put their mass on it score low.
+        Both parts look at the best in-scope class (see :meth:`in_scope_argmax`), so texts
+        that put their mass on an explicit out-of-scope class score low. ``knn`` passes
+        precomputed similarities (out-of-fold ones, from models that did not see the rows).
         """
-        p = proba
-        if self.oos_label is not None and self.oos_label in set(self.classes_.tolist()):
-            p = proba.copy()
-            p[:, int(np.searchsorted(self.classes_, self.oos_label))] = -1.0
-        idx = np.argmax(p, axis=1)
+        idx = self.in_scope_argmax(proba)
+        if knn is None:
+            knn = self.knn_similarity(emb, idx)
         w = float(self.params["oos_weight"])
-        return w * p.max(axis=1) + (1 - w) * self.knn_similarity(emb, idx)
+        return w * proba[np.arange(len(proba)), idx] + (1 - w) * knn
 
     def predict_intents(self, texts: Sequence[str], *, views=None) -> list[IntentPrediction]:
         """Labels, confidences and out-of-scope decisions for ``texts``."""
@@ -309,6 +354,7 @@ class IntentClassifier:
             obj._intercept = np.load(d / "intercept.npy")
             obj._train_emb = np.load(d / "train_embeddings.npy")
             obj._emb32 = None
+            obj._by_class = None
             obj._train_y = np.load(d / "train_labels.npy")
         except (OSError, ValueError, KeyError) as exc:
             raise BundleError(f"intent model {d} is incomplete or corrupt: {exc}") from exc
@@ -351,4 +397,18 @@ def choose_oos_threshold(
         value = (correct & (in_scope_scores >= t)).sum() + (caught | (oos_scores < t)).sum()
         if value > best_value:
             best, best_value = float(t), value
+    return best
+
+
+def choose_nn_weight(
+    svm_decision: np.ndarray, class_similarity: np.ndarray, y_idx: np.ndarray, weights=NN_WEIGHTS
+) -> float:
+    """The weight of the nearest-neighbour term that classifies validation predictions best
+    (the smallest among ties)."""
+    y_idx = np.asarray(y_idx)
+    best, best_acc = 0.0, -1.0
+    for w in weights:
+        acc = float(np.mean(np.argmax(svm_decision + w * class_similarity, axis=1) == y_idx))
+        if acc > best_acc + 1e-12:
+            best, best_acc = float(w), acc
     return best

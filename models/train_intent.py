@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,15 @@ import numpy as np
 from deflect.errors import BundleError, InvalidInputError, NotReadyError
 from eval.classification import accuracy, expected_calibration_error, macro_f1, oos_auroc, per_class
 from models import bundle as B
-from models.intent import IntentClassifier, choose_oos_threshold, fit_temperature
+from models.intent import (
+    NN_WEIGHTS,
+    IntentClassifier,
+    IntentPrediction,
+    _softmax,
+    choose_nn_weight,
+    choose_oos_threshold,
+    fit_temperature,
+)
 
 HISTORY = "model-history"
 
@@ -110,6 +120,31 @@ def split(labels: list[str], val_split: float, seed: int) -> tuple[np.ndarray, n
     return np.array(sorted(train)), np.array(sorted(val))
 
 
+def kfold(labels: list[str], folds: int, seed: int) -> np.ndarray:
+    """The fold (``0..folds-1``) of each row: stratified, each class dealt round-robin from a
+    shuffled order and a rotating start, so every fold's training part (all other folds)
+    keeps at least one example of every class that has two or more."""
+    if folds < 2:
+        raise InvalidInputError(f"--cv-folds must be 0 (hold out --val-split) or at least 2, got {folds}")
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_class.setdefault(lab, []).append(i)
+    fold = np.zeros(len(labels), dtype=np.int64)
+    start = 0
+    for lab in sorted(by_class):
+        idx = np.array(by_class[lab])
+        rng.shuffle(idx)
+        fold[idx] = (start + np.arange(len(idx))) % folds
+        start = (start + len(idx)) % folds
+    return fold
+
+
+def text_hash(text: str) -> str:
+    """A short fingerprint of one training text (bundles record what they were fit on)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 @dataclass
 class TrainResult:
     version: str
@@ -122,7 +157,11 @@ class TrainResult:
 
 def evaluate(clf: IntentClassifier, texts: list[str], labels: list[str], views, oos_label: str | None) -> dict:
     """Validation metrics of ``clf`` on labeled texts (OOS decided by its threshold)."""
-    preds = clf.predict_intents(texts, views=views)
+    return prediction_metrics(clf.predict_intents(texts, views=views), labels, oos_label)
+
+
+def prediction_metrics(preds: list[IntentPrediction], labels: list[str], oos_label: str | None) -> dict:
+    """Accuracy, macro-F1, per-intent figures, ECE and (with out-of-scope rows) OOS figures."""
     in_scope = [i for i, lab in enumerate(labels) if lab != oos_label]
     oos = [i for i, lab in enumerate(labels) if lab == oos_label]
     y_pred = [oos_label if (p.out_of_scope and oos_label) else p.label for p in preds]
@@ -167,6 +206,7 @@ def train(
     *,
     oos_label: str | None = None,
     val_split: float = 0.1,
+    cv_folds: int = 5,
     seed: int = 0,
     params: dict | None = None,
     promote: bool = False,
@@ -178,14 +218,28 @@ def train(
 ) -> TrainResult:
     """Train a classifier, validate it, write a model bundle, and (optionally) promote it.
 
-    With ``finetune``, the encoder itself is first adapted to the training split (within
+    With ``cv_folds >= 2`` (the default): ``cv_folds``-fold cross-validation gives every row a
+    prediction from a model that did not see it; the temperature, the out-of-scope threshold
+    and the validation figures come from these out-of-fold predictions, and the served model
+    is then fit on all the rows. With ``cv_folds=0``: ``val_split`` of each intent is held out,
+    the served model is fit on the rest, and calibration and figures come from the held-out part.
+
+    With ``finetune``, the encoder itself is first adapted to the training rows (within
     ``time_budget_s``); the bundle then carries its own encoder, exported to ONNX when served.
+    Fine-tuning always holds out ``val_split``: an encoder tuned on every row would make
+    out-of-fold predictions look better than they are.
     """
     t0 = time.perf_counter()
     home = Path(home)
     if oos_label is not None and oos_label not in set(data.labels):
         raise InvalidInputError(f"{data.path}: --oos-label {oos_label!r} is not a label in the file", field="oos_label")
-    tr, va = split(data.labels, val_split, seed)
+    if finetune:
+        cv_folds = 0
+    if cv_folds:
+        fold = kfold(data.labels, cv_folds, seed)
+        tr = va = np.arange(len(data.texts))  # fit on all; every row validated out of fold
+    else:
+        tr, va = split(data.labels, val_split, seed)
     base = embedder
     encoder_info = None
     ft_dir = None
@@ -233,32 +287,59 @@ def train(
     emb, mx = embedder.encode_views(data.texts, batch_size=32)
     texts = np.array(data.texts, dtype=object)
     labels = np.array(data.labels, dtype=object)
+    classes = np.array(sorted(set(data.labels)))
 
-    clf = IntentClassifier(embedder, params, seed=seed).fit(list(texts[tr]), list(labels[tr]), views=(emb[tr], mx[tr]))
+    # decision values and kNN similarities of each validation row from a model that did not see it
+    fixed = (params or {}).get("nn_weight")
+    nn_weights = NN_WEIGHTS if fixed is None else (float(fixed),)
+    y_val = np.searchsorted(classes, labels[va].astype(str))
+    if cv_folds:
+        svm, sim, knn_by = _out_of_fold(
+            data.texts, data.labels, (emb, mx), fold, classes, params, seed, oos_label, nn_weights
+        )
+        final = IntentClassifier(embedder, params, seed=seed).fit(data.texts, data.labels, views=(emb, mx))
+        method = (
+            f"{cv_folds}-fold cross-validation: out-of-fold predictions of models fit on the other folds; "
+            "the served model is fit on all the rows"
+        )
+    else:
+        final = IntentClassifier(embedder, params, seed=seed).fit(
+            list(texts[tr]), list(labels[tr]), views=(emb[tr], mx[tr])
+        )
+        final.oos_label = oos_label
+        svm = final.svm_decision(list(texts[va]), views=(emb[va], mx[va]))
+        sim = final.class_similarity(emb[va])
+        knn_by = {w: final.knn_similarity(emb[va], final.in_scope_argmax(svm + w * sim)) for w in nn_weights}
+        method = f"a held-out split ({val_split:g} of each intent); the served model is fit on the rest"
+    nn_weight = choose_nn_weight(svm, sim, y_val, nn_weights)
+    final.params["nn_weight"] = nn_weight
+    dec, knn = svm + nn_weight * sim, knn_by[nn_weight]
     val_texts, val_labels = list(texts[va]), list(labels[va])
-    dec = clf.decision_function(val_texts, views=(emb[va], mx[va]))
-    y_idx = np.searchsorted(clf.classes_, val_labels)
-    clf.temperature = fit_temperature(dec, y_idx)
-    clf.oos_label = oos_label
-    proba = clf.predict_proba(val_texts, views=(emb[va], mx[va]))
-    scores = clf.oos_scores(proba, emb[va])
-    pred = clf.classes_[np.argmax(proba, axis=1)]
+    final.temperature = fit_temperature(dec, y_val)
+    final.oos_label = oos_label
+    proba = _softmax(dec / final.temperature)
+    scores = final.oos_scores(proba, emb[va], knn=knn)
+    pred = classes[np.argmax(proba, axis=1)]
     is_oos = np.array([lab == oos_label for lab in val_labels])
     correct = (pred == np.array(val_labels)) & ~is_oos
-    clf.oos_label = oos_label
-    clf.oos_threshold = choose_oos_threshold(
+    final.oos_threshold = choose_oos_threshold(
         scores[~is_oos],
         correct[~is_oos],
         oos_scores=scores[is_oos] if is_oos.any() else None,
         oos_caught=(pred[is_oos] == oos_label) if is_oos.any() else None,
     )
-    metrics = evaluate(clf, val_texts, val_labels, (emb[va], mx[va]), oos_label)
-
-    # The bundle keeps this model, not a refit on all the data: its validation figures then
-    # describe exactly the model that serves, and the validation texts stay unseen by it, so
-    # the not-worse rule of --promote compares two models on texts neither was trained on
-    # (when they share the data file and seed).
-    final = clf
+    val_preds = [
+        IntentPrediction(
+            str(pred[i]),
+            float(proba[i].max()),
+            float(scores[i]),
+            bool(scores[i] < final.oos_threshold or pred[i] == oos_label),
+        )
+        for i in range(len(va))
+    ]
+    metrics = prediction_metrics(val_preds, val_labels, oos_label)
+    metrics["method"] = method
+    metrics["cv_folds"] = cv_folds
     seconds = time.perf_counter() - t0
     links = learned_links(data.labels, data.article_ids)
 
@@ -269,12 +350,18 @@ def train(
             shutil.copytree(ft_dir / "encoder", tmp / "encoder")
         final.save(tmp / "classifier")
         (tmp / "links.json").write_text(json.dumps(links, indent=2))
-        (tmp / "validation.json").write_text(json.dumps({"texts": val_texts, "labels": val_labels}))
+        # what the served model was fit on, so a later --promote compares on texts it never saw
+        (tmp / "trained_on.json").write_text(json.dumps({"text_sha256_16": [text_hash(t) for t in texts[tr]]}))
+        if not cv_folds:
+            (tmp / "validation.json").write_text(json.dumps({"texts": val_texts, "labels": val_labels}))
         return {
             "labels": [str(c) for c in final.classes_],
             "oos": {
-                "method": "threshold on w*confidence + (1-w)*mean cosine to the 5 nearest training examples of "
-                "the predicted class, chosen on the validation split",
+                "method": (
+                    "threshold on w*confidence + (1-w)*mean cosine to the 5 nearest training examples of the "
+                    "predicted class (confidence: temperature-scaled softmax of the SVM plus nearest-neighbour "
+                    f"decision values); temperature and threshold chosen on validation predictions from {method}"
+                ),
                 "threshold": final.oos_threshold,
                 "label": oos_label,
                 "weight": final.params["oos_weight"],
@@ -286,7 +373,8 @@ def train(
                 "path": data.path,
                 "fingerprint": data.fingerprint,
                 "rows": len(data.texts),
-                "val_split": val_split,
+                "val_split": None if cv_folds else val_split,
+                "cv_folds": cv_folds,
                 "seed": seed,
             },
             "embedder": {"name": base.name, "dimension": base.dimension, "fingerprint": base.fingerprint},
@@ -305,19 +393,133 @@ def train(
             shutil.rmtree(ft_dir, ignore_errors=True)
     promoted, note = False, "not promoted (use --promote)"
     if promote:
-        promoted, note = maybe_promote(
-            home,
-            version,
-            base,
-            val_texts,
-            val_labels,
-            (emb[va], mx[va]),
-            metrics["macro_f1"],
-            oos_label,
-            force=force,
+        promoted, note = _promote_if_not_worse(
+            home, version, base, data, val_texts, val_labels, val_preds, metrics, oos_label, seed=seed, force=force
         )
     manifest = B.read_manifest(B.bundle_path(home, "model", version))
     return TrainResult(version, metrics, promoted, note, seconds, manifest)
+
+
+def _out_of_fold(
+    texts: list[str],
+    labels: list[str],
+    views: tuple[np.ndarray, np.ndarray],
+    fold: np.ndarray,
+    classes: np.ndarray,
+    params: dict | None,
+    seed: int,
+    oos_label: str | None,
+    nn_weights: tuple[float, ...],
+) -> tuple[np.ndarray, np.ndarray, dict[float, np.ndarray]]:
+    """For each row, from a classifier fit on the other folds: the SVM's decision values and
+    the nearest-neighbour class similarities (columns in ``classes`` order), and, for each
+    candidate ``nn_weight``, the kNN similarity to the class that weight would predict.
+    Folds are fit side by side, one per core."""
+    emb, mx = views
+    svm = np.zeros((len(texts), len(classes)))
+    sim = np.zeros((len(texts), len(classes)))
+    knn = {w: np.zeros(len(texts), dtype=np.float32) for w in nn_weights}
+
+    def one(f: int) -> None:
+        fit, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        if len(held) == 0:
+            return
+        clf = IntentClassifier(None, params, seed=seed).fit(
+            [texts[i] for i in fit], [labels[i] for i in fit], views=(emb[fit], mx[fit])
+        )
+        clf.oos_label = oos_label
+        d = clf.svm_decision([texts[i] for i in held], views=(emb[held], mx[held]))
+        s = clf.class_similarity(emb[held])
+        for w in nn_weights:
+            knn[w][held] = clf.knn_similarity(emb[held], clf.in_scope_argmax(d + w * s))
+        # a class missing from this fold's training part (only with hand-made data) never wins
+        cols = np.searchsorted(classes, clf.classes_)
+        svm[np.ix_(held, cols)] = d
+        sim[np.ix_(held, cols)] = s
+        if len(cols) < len(classes):
+            missing = np.setdiff1d(np.arange(len(classes)), cols)
+            svm[np.ix_(held, missing)] = float(d.min()) - 1.0 - max(nn_weights)
+
+    # liblinear releases the GIL, so threads overlap the SVM fits
+    with ThreadPoolExecutor(max(1, min(int(fold.max()) + 1, os.cpu_count() or 1))) as pool:
+        list(pool.map(one, range(int(fold.max()) + 1)))
+    return svm, sim, knn
+
+
+def _seen_by(home: Path, version: str) -> tuple[set[str], str]:
+    """What a model bundle knows about its training texts: ``(hashes, "trained_on")`` for the
+    texts it was fit on, or, for bundles older than ``trained_on.json``, ``(texts, "unseen")``
+    for its held-out validation texts (the only texts known to be unseen by it)."""
+    path = B.bundle_path(home, "model", version)
+    try:
+        return set(json.loads((path / "trained_on.json").read_text())["text_sha256_16"]), "trained_on"
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        return set(json.loads((path / "validation.json").read_text())["texts"]), "unseen"
+    except (OSError, ValueError, KeyError):
+        return set(), "unseen"
+
+
+def _promote_if_not_worse(
+    home: Path,
+    version: str,
+    embedder,
+    data: LabeledTexts,
+    val_texts: list[str],
+    val_labels: list[str],
+    val_preds: list[IntentPrediction],
+    metrics: dict,
+    oos_label: str | None,
+    *,
+    seed: int,
+    force: bool,
+) -> tuple[bool, str]:
+    """The not-worse rule on texts that neither model was fit on.
+
+    The new model's figures are its validation predictions (out of fold, or on the held-out
+    split); the current model is scored on the subset of those texts it did not see. When it
+    saw them all (a retrain on the same data), the two cross-validated macro-F1s are compared
+    if both come from the same folds of the same data; otherwise it is not promoted.
+    """
+    current = B.read_pointer(home, "model")
+    if current is None or force:
+        return maybe_promote(home, version, embedder, [], [], None, metrics["macro_f1"], oos_label, force=force)
+    known, kind = _seen_by(home, current)
+    if kind == "trained_on":
+        keep = [i for i, t in enumerate(val_texts) if text_hash(t) not in known]
+    else:
+        keep = [i for i, t in enumerate(val_texts) if t in known]
+    if keep:
+        labels = [val_labels[i] for i in keep]
+        new_f1 = prediction_metrics([val_preds[i] for i in keep], labels, oos_label)["macro_f1"]
+        return maybe_promote(
+            home, version, embedder, [val_texts[i] for i in keep], labels, None, new_f1, oos_label, force=False
+        )
+    try:
+        cur = B.read_manifest(B.bundle_path(home, "model", current))
+    except BundleError as exc:
+        promote_version(home, version)
+        return True, f"promoted (current model {current} unusable: {exc})"
+    same_folds = (
+        metrics["cv_folds"]
+        and (cur.get("validation") or {}).get("cv_folds") == metrics["cv_folds"]
+        and (cur.get("data") or {}).get("fingerprint") == data.fingerprint
+        and (cur.get("data") or {}).get("seed") == seed
+    )
+    if not same_folds:
+        return False, (
+            f"not promoted: the current model {current} was fit on every validation text, so there is nothing "
+            "to compare them on (use --force to promote anyway)"
+        )
+    new_f1, cur_f1 = metrics["macro_f1"], float(cur["validation"]["macro_f1"])
+    if new_f1 + 1e-9 >= cur_f1:
+        promote_version(home, version)
+        return True, f"promoted: cross-validated macro-F1 {new_f1:.4f} >= current {current} {cur_f1:.4f} (same folds)"
+    return False, (
+        f"not promoted: cross-validated macro-F1 {new_f1:.4f} < current {current} {cur_f1:.4f} on the same folds "
+        "(use --force to promote anyway)"
+    )
 
 
 def load_model(home: Path, version: str, embedder) -> tuple[IntentClassifier, dict, dict]:

@@ -13,7 +13,15 @@ from kb_ingest.pipeline import ingest
 from models import bundle as B
 from models.embedder import KeywordEmbedder
 from models.intent import IntentClassifier, choose_oos_threshold
-from models.train_intent import load_labeled_texts, load_model, maybe_promote, promote_version, rollback, train
+from models.train_intent import (
+    kfold,
+    load_labeled_texts,
+    load_model,
+    maybe_promote,
+    promote_version,
+    rollback,
+    train,
+)
 from tests.conftest import Hammer, write, write_kb
 
 INTENTS = {
@@ -123,6 +131,38 @@ def test_promote_not_worse_rule_force_and_rollback(tmp_path, home, fake_embedder
     assert B.read_pointer(home, "model") == r3.version
     with pytest.raises(BundleError):
         promote_version(home, "20990101T000000Z-nope00")
+
+
+def test_kfold_is_stratified_and_keeps_every_class_in_training():
+    labels = ["a"] * 7 + ["b"] * 2 + ["c"] * 3
+    fold = kfold(labels, 5, seed=0)
+    assert fold.shape == (12,) and set(fold) <= set(range(5))
+    for f in range(5):
+        assert {lab for lab, g in zip(labels, fold, strict=True) if g != f} == {"a", "b", "c"}
+    assert np.bincount(fold[:7], minlength=5).max() - np.bincount(fold[:7], minlength=5).min() <= 1
+    np.testing.assert_array_equal(fold, kfold(labels, 5, seed=0))
+    with pytest.raises(InvalidInputError, match="--cv-folds"):
+        kfold(labels, 1, seed=0)
+
+
+def test_cross_validated_model_is_fit_on_all_rows_and_promotes_honestly(tmp_path, home, fake_embedder):
+    good = load_labeled_texts(write_csv(tmp_path / "good.csv", rows()))
+    r1 = train(good, home, fake_embedder, oos_label="out_of_scope", cv_folds=3, seed=1, promote=True)
+    assert r1.promoted and r1.manifest["validation"]["cv_folds"] == 3 and r1.metrics["n"] == len(rows())
+    trained_on = json.loads((B.bundle_path(home, "model", r1.version) / "trained_on.json").read_text())
+    assert len(trained_on["text_sha256_16"]) == len(rows())  # the served model saw every row
+    # same data, same folds: the current model saw every text, so the cross-validated figures are compared
+    r2 = train(good, home, fake_embedder, oos_label="out_of_scope", cv_folds=3, seed=1, promote=True)
+    assert r2.promoted and "cross-validated macro-F1" in r2.promotion_note
+    # other folds: nothing both figures are honest on, so no promotion without --force
+    r3 = train(good, home, fake_embedder, oos_label="out_of_scope", cv_folds=3, seed=2, promote=True)
+    assert not r3.promoted and "nothing to compare" in r3.promotion_note
+    # new texts: compared on the texts the current model never saw
+    more = rows() + [("refund for my card payment please", "refund", "refund"), ("api key webhook", "webhook", "")]
+    data = load_labeled_texts(write_csv(tmp_path / "more.csv", more))
+    r4 = train(data, home, fake_embedder, oos_label="out_of_scope", cv_folds=3, seed=1, promote=True)
+    assert "macro-F1" in r4.promotion_note and "same folds" not in r4.promotion_note
+    assert "nothing to compare" not in r4.promotion_note
 
 
 @pytest.mark.parametrize(

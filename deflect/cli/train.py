@@ -33,7 +33,16 @@ def train_cmd(
     text_col: Annotated[str, typer.Option(help="Column with the text.")] = "text",
     label_col: Annotated[str, typer.Option(help="Column with the intent label.")] = "label",
     oos_label: Annotated[str | None, typer.Option(help="Label that marks out-of-scope examples.")] = None,
-    val_split: Annotated[float, typer.Option(help="Share of each intent held out for validation.")] = 0.1,
+    val_split: Annotated[
+        float, typer.Option(help="With --cv-folds 0 or --finetune: share of each intent held out for validation.")
+    ] = 0.1,
+    cv_folds: Annotated[
+        int,
+        typer.Option(
+            help="Cross-validation folds for calibration and validation; the model is then fit on all the data "
+            "(0: hold out --val-split instead)."
+        ),
+    ] = 5,
     seed: Annotated[int, typer.Option(help="Seed for the split and the model.")] = 0,
     promote: Annotated[bool, typer.Option(help="Make it current if not worse than the current model.")] = False,
     force: Annotated[bool, typer.Option(help="With --promote: promote even if worse.")] = False,
@@ -59,6 +68,7 @@ def train_cmd(
         embedder,
         oos_label=oos_label,
         val_split=val_split,
+        cv_folds=cv_folds,
         seed=seed,
         promote=promote,
         force=force,
