@@ -4,10 +4,10 @@ Requests hand their rows to :class:`Recorder`; its thread takes everything queue
 moment and writes it in one transaction. Under load many requests share one commit (and
 one fsync), so recording costs the suggest path almost nothing.
 
-- Event batches (``submit_events``) are written at once (or with the suggestion records
-  being gathered, at most ``max_delay`` later), and return a future that resolves only after their transaction has committed: the API
-  acknowledges events only then, so an acknowledged event survives the server being
-  killed right after.
+- Event batches (``submit_events``) are written at once (or, when suggestion records are
+  being gathered, at most ``max_delay`` later) and return a future that resolves only
+  after their transaction has committed: the API acknowledges events only then, so an
+  acknowledged event survives the server being killed right after.
 - Suggestion records (``record_suggestion``) are written behind the response: the
   customer never waits for the database. They are gathered for up to ``max_delay``
   (50 ms) and committed together, so a busy server makes about 20 commits a second for
