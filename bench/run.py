@@ -277,6 +277,48 @@ def _load(port: int, bodies: Path, concurrency: int, seconds: float, path: str =
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def recording_cost(serve: list[str], base_env: dict, env: dict, bodies: Path, seconds: float, rounds: int = 3) -> None:
+    """Suggest throughput with recording on and off: both servers up at once, loaded in turn
+    (on, off, on, off, ...), so drift on the machine hits both alike; medians of ``rounds``."""
+    procs = {}
+    try:
+        for name, port, extra in (("on", 8768, {}), ("off", 8769, {"DEFLECT_RECORD_SUGGESTIONS": "false"})):
+            procs[name] = (
+                subprocess.Popen(
+                    serve + [str(port)],
+                    env={**base_env, **env, **extra},
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                ),
+                port,
+            )
+        for proc, port in procs.values():
+            _wait_ready(port, proc)
+        for c in (1, 8, 32):
+            got: dict[str, list[dict]] = {"on": [], "off": []}
+            for _ in range(rounds):
+                for name in ("on", "off"):
+                    got[name].append(_load(procs[name][1], bodies, c, seconds))
+            on = float(np.median([r["rps"] for r in got["on"]]))
+            off = float(np.median([r["rps"] for r in got["off"]]))
+            p99_on = float(np.median([r["p99_ms"] for r in got["on"]]))
+            p99_off = float(np.median([r["p99_ms"] for r in got["off"]]))
+            row(
+                "http",
+                f"recording cost, {c} clients",
+                "throughput loss",
+                1 - on / off,
+                f"median of {rounds} alternating runs: on {on:.1f} req/s / off {off:.1f}; p99 {p99_on:.1f} / "
+                f"{p99_off:.1f} ms",
+                "< 0.10" if c == 8 else "",
+            )
+    finally:
+        for proc, _ in procs.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
     """Real HTTP on loopback: deflect with the index only (the suggest path of issue 2), deflect
     as `make run` serves it (index + intent model), and the naive baseline."""
@@ -312,11 +354,6 @@ def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
     servers = {
         "deflect, index only": (serve + ["8765"], {"DEFLECT_HOME": str(plain)}, 8765),
         "deflect + intent model": (serve + ["8767"], {"DEFLECT_HOME": str(full), **intent_env}, 8767),
-        "deflect + intent model, recording off": (
-            serve + ["8768"],
-            {"DEFLECT_HOME": str(full), **intent_env, "DEFLECT_RECORD_SUGGESTIONS": "false"},
-            8768,
-        ),
         "naive": (
             [sys.executable, str(ROOT / "bench" / "naive_server.py"), "8766"],
             {"DEFLECT_HOME": str(plain)},
@@ -337,19 +374,7 @@ def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
             proc.terminate()
             proc.wait(timeout=30)
     naive = results.pop("naive")
-    off = results.pop("deflect + intent model, recording off")
-    on = results["deflect + intent model"]
-    for c in (1, 8, 32):
-        cost = 1 - on[c]["rps"] / off[c]["rps"]
-        row(
-            "http",
-            f"recording cost, {c} clients",
-            "throughput loss",
-            cost,
-            f"recording on {on[c]['rps']:.1f} req/s / off {off[c]['rps']:.1f}; p99 {on[c]['p99_ms']:.1f} / "
-            f"{off[c]['p99_ms']:.1f} ms",
-            "< 0.10" if c == 8 else "",
-        )
+    recording_cost(serve, base_env, {"DEFLECT_HOME": str(full), **intent_env}, bodies, seconds)
     row(
         "http",
         "POST /v1/events, 8 clients",
