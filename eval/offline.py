@@ -35,12 +35,14 @@ class Answer:
     intent: str | None
 
 
-def engine_answers(engine, queries: Sequence[LabeledQuery], *, k: int = 10) -> list[Answer]:
-    """Run every query through ``engine`` (index, intent model, boost and abstention rules)."""
+def engine_answers(engine, queries: Sequence[LabeledQuery], *, k: int = 10, views=None) -> list[Answer]:
+    """Run every query through ``engine`` (index, intent model, boost and abstention rules).
+
+    ``views``: the queries' ``(embedding, max_pooled)`` when the caller has them already."""
     from deflect.engine import SuggestQuery
 
     texts = [q.text for q in queries]
-    emb, mx = engine.embedder.encode_views(texts, batch_size=32)
+    emb, mx = views if views is not None else engine.embedder.encode_views(texts, batch_size=32)
     out = []
     for i, q in enumerate(queries):
         r = engine.suggest(
@@ -85,7 +87,8 @@ def evaluate_retrieval(
     bundle = engine.index.get()
     relevant = [q.relevant for q in queries]
     texts = [q.text for q in queries]
-    vectors = engine.embedder.encode(texts, batch_size=32)
+    views = engine.embedder.encode_views(texts, batch_size=32)  # encoded once for all three systems
+    vectors = views[0]
     systems: dict[str, list[Answer]] = {}
     for name, mode in (("lexical only", "lexical"), ("dense only", "dense")):
         r = rank_queries(
@@ -103,7 +106,7 @@ def evaluate_retrieval(
         if mode == "lexical":  # lexical scores are max-normalised per query: threshold the raw BM25 instead
             tops = [float(bundle.lexical.scores(t).max()) if ids else None for t, ids in zip(texts, r.ids, strict=True)]
         systems[name] = [Answer(ids, top, None, None) for ids, top in zip(r.ids, tops, strict=True)]
-    systems["default engine"] = engine_answers(engine, queries, k=10)
+    systems["default engine"] = engine_answers(engine, queries, k=10, views=views)
     model = engine.model.get_optional()
     out: dict = {
         "queries": len(queries),
