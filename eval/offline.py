@@ -18,8 +18,6 @@ from eval.metrics import CurvePoint, precision_coverage, recall_at_k, threshold_
 from eval.queries import LabeledQuery
 from eval.retrieval import rank_queries, retrieval_metrics
 
-SYSTEMS = ("lexical only", "dense only", "default engine")
-
 
 @dataclass
 class Answer:

@@ -35,7 +35,11 @@ def healthz() -> dict:
 def readyz(engine: EngineDep, request: Request):
     recorder = getattr(request.app.state, "recorder", None)
     events = (
-        {"store": recorder.store.url, "dropped_suggestion_records": recorder.dropped}
+        {
+            "store": recorder.store.url,
+            "suggestion_records_written": recorder.written_suggestions,
+            "dropped_suggestion_records": recorder.dropped,
+        }
         if recorder is not None
         else {"store": None, "error": getattr(request.app.state, "store_error", None)}
     )
