@@ -8,10 +8,11 @@ from disk or sent by e-mail, and loads nothing from the network.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from collections.abc import Callable
+
+from eval.charts import CSS, e
 
 DEFINITIONS = [
     ("Shown", "the widget reported suggestions_shown; the attribution window starts there."),
@@ -129,10 +130,6 @@ def _when(iso_text: str | None) -> str | None:
         return iso_text
 
 
-def _e(s) -> str:
-    return html.escape(str(s), quote=True)
-
-
 def _svg_ab(inc: dict) -> str:
     """Submit rates of the two groups as bars, with the difference and its interval."""
     c, t = inc["control_submit_rate"], inc["treatment_submit_rate"]
@@ -177,15 +174,15 @@ def _svg_trend(days: list[dict]) -> str:
         bh = (h - 2 * pad) * d["sessions"] / top
         parts.append(
             f"<rect x='{x + 1:.1f}' y='{h - pad - bh:.1f}' width='{max(bw - 2, 1):.1f}' height='{bh:.1f}' "
-            f"fill='#d5dbe3'><title>{_e(d['key'])}: {d['sessions']} sessions</title></rect>"
+            f"fill='#d5dbe3'><title>{e(d['key'])}: {d['sessions']} sessions</title></rect>"
         )
         r = d["observed_deflection_rate"]
         if r is not None:
             pts.append(f"{x + bw / 2:.1f},{h - pad - (h - 2 * pad) * r:.1f}")
     line = f"<polyline points='{' '.join(pts)}' fill='none' stroke='var(--accent)' stroke-width='2'/>" if pts else ""
     labels = (
-        f"<text x='{pad}' y='{h - 12}'>{_e(days[0]['key'])}</text>"
-        f"<text x='{w - pad}' y='{h - 12}' text-anchor='end'>{_e(days[-1]['key'])}</text>"
+        f"<text x='{pad}' y='{h - 12}'>{e(days[0]['key'])}</text>"
+        f"<text x='{w - pad}' y='{h - 12}' text-anchor='end'>{e(days[-1]['key'])}</text>"
         f"<text x='{pad}' y='14'>bars: sessions per day (max {top:,}); line: observed deflection rate (0-100%)</text>"
     )
     return (
@@ -205,12 +202,12 @@ def _svg_bars(items: list[tuple[str, float]], label: str) -> str:
         y = 5 + i * rowh
         bw = (w - left - 70) * v / top
         body += (
-            f"<text x='{left - 8}' y='{y + 16}' text-anchor='end'>{_e(name)}</text>"
+            f"<text x='{left - 8}' y='{y + 16}' text-anchor='end'>{e(name)}</text>"
             f"<rect x='{left}' y='{y + 3}' width='{bw:.1f}' height='{rowh - 8}' fill='var(--accent)' rx='2'/>"
             f"<text x='{left + bw + 6:.1f}' y='{y + 16}'>{_pct(v)}</text>"
         )
     return (
-        f"<svg role='img' aria-label='{_e(label)}' viewBox='0 0 {w} {h}' width='{w}' height='{h}' "
+        f"<svg role='img' aria-label='{e(label)}' viewBox='0 0 {w} {h}' width='{w}' height='{h}' "
         f"xmlns='http://www.w3.org/2000/svg' font-size='12'>{body}</svg>"
     )
 
@@ -218,7 +215,7 @@ def _svg_bars(items: list[tuple[str, float]], label: str) -> str:
 def _table(rows: list[dict], cols: list[tuple[str, str, Callable]], limit: int = 50) -> str:
     if not rows:
         return "<p class='muted'>None in this period.</p>"
-    head = "".join(f"<th>{_e(title)}</th>" for _, title, _ in cols)
+    head = "".join(f"<th>{e(title)}</th>" for _, title, _ in cols)
     body = ""
     for r in rows[:limit]:
         body += "<tr>" + "".join(f"<td>{fmt(r.get(key))}</td>" for key, _, fmt in cols) + "</tr>"
@@ -226,17 +223,16 @@ def _table(rows: list[dict], cols: list[tuple[str, str, Callable]], limit: int =
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
 
-_CSS = """
-:root{--accent:#1f6feb;--fg:#1c2128;--muted:#636c76;--bg:#fff;--card:#f6f8fa}
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:var(--fg);background:var(--bg);
-max-width:1000px;margin:2rem auto;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
-.muted{color:var(--muted)}.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:.6rem}
+_CSS = (
+    CSS
+    + """
+:root{--bg:#fff;--card:#f6f8fa}h1{margin-bottom:.2rem}table{width:100%}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:.6rem}
 .card{background:var(--card);border-radius:6px;padding:.7rem}.card b{display:block;font-size:1.35rem}
-.card.key{outline:2px solid var(--accent)}table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eaeef2;vertical-align:top}
+.card.key{outline:2px solid var(--accent)}
 td.warn{color:#b35900;font-weight:600}dt{font-weight:600}dd{margin:0 0 .5rem 0}
 """
+)
 
 
 def to_html(report: dict) -> str:
@@ -266,12 +262,12 @@ def to_html(report: dict) -> str:
     ]
     cards_html = "".join(
         f"<div class='card{' key' if title.startswith(('Incremental', 'Tickets')) else ''}'>"
-        f"<span class='muted'>{_e(title)}</span><b>{_e(value)}</b><span class='muted'>{_e(sub)}</span></div>"
+        f"<span class='muted'>{e(title)}</span><b>{e(value)}</b><span class='muted'>{e(sub)}</span></div>"
         for title, value, sub in cards
     )
     ab = report["abstention"]
     reasons = [(k, v["rate"]) for k, v in sorted(ab["by_reason"].items(), key=lambda kv: -kv[1]["calls"])]
-    pct, num, txt = _pct, _num, _e
+    pct, num, txt = _pct, _num, e
     intent_cols = [
         ("key", "intent", txt),
         ("sessions", "sessions", num),
@@ -299,7 +295,7 @@ def to_html(report: dict) -> str:
             "count": t["count"],
             "share": t["share"],
             "why": ", ".join(f"{k} {v}" for k, v in t["why"].items()),
-            "examples": "<br>".join(_e(x) for x in t["examples"]),
+            "examples": "<br>".join(e(x) for x in t["examples"]),
         }
         for t in gaps["themes"]
     ]
@@ -314,10 +310,10 @@ def to_html(report: dict) -> str:
     period = f"{start} to {_when(p['until'] or p['last_session']) or 'now'}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{_e(report["title"])}</title><style>{_CSS}</style></head><body>
-<h1>{_e(report["title"])}</h1>
-<p class="muted">Sessions from {_e(period)}; data as of {_e(_when(p["as_of"]))}; attribution window
-{p["window_hours"]:g} h. Variants: {_e(", ".join(f"{k} {v:,}" for k, v in report["sessions_by_variant"].items()))}.</p>
+<title>{e(report["title"])}</title><style>{_CSS}</style></head><body>
+<h1>{e(report["title"])}</h1>
+<p class="muted">Sessions from {e(period)}; data as of {e(_when(p["as_of"]))}; attribution window
+{p["window_hours"]:g} h. Variants: {e(", ".join(f"{k} {v:,}" for k, v in report["sessions_by_variant"].items()))}.</p>
 <section id="headline"><h2>Headline</h2><div class="cards">{cards_html}</div></section>
 <section id="incremental"><h2>Incremental deflection (control vs treatment)</h2>
 <p>Among sessions where the engine had something to show, the share that sent the form within the window.
@@ -337,6 +333,6 @@ The control group was shown nothing. {inc["pending"]:,} eligible sessions are st
 ticket after seeing suggestions. Grouped by theme (queries redacted before storage):</p>
 {_table(theme_rows, theme_cols)}</section>
 <section id="definitions"><h2>How these figures are defined</h2><dl>
-{"".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in DEFINITIONS)}</dl></section>
+{"".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in DEFINITIONS)}</dl></section>
 </body></html>
 """

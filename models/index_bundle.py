@@ -46,8 +46,7 @@ class IndexBundle:
             B.check_embedder(manifest, embedder, path)
         current = path / "articles.jsonl"
         try:
-            with open(current) as f:
-                articles = [Article.from_json(json.loads(line)) for line in f]
+            articles = read_articles(path)
             current = path / "chunks.jsonl"
             with open(current) as f:
                 chunks = [Chunk.from_json(json.loads(line)) for line in f]
@@ -91,6 +90,12 @@ class IndexBundle:
             start,
             end,
         )
+
+
+def read_articles(path: Path) -> list[Article]:
+    """The articles of the bundle at ``path`` (without loading its vectors or indexes)."""
+    with open(Path(path) / "articles.jsonl", encoding="utf-8") as f:
+        return [Article.from_json(json.loads(line)) for line in f]
 
 
 def load_current(home: Path, embedder=None) -> IndexBundle:

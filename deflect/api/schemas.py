@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from deflect.store.base import EVENT_TYPES
+
 MAX_SUBJECT = 500
 MAX_DESCRIPTION = 10_000
 MAX_FIELDS = 20
@@ -97,7 +99,7 @@ class EventIn(BaseModel):
 
     event_id: str = Field(min_length=1, max_length=128, description="Made by the client; a retry reuses it.")
     session_id: str = Field(min_length=1, max_length=128)
-    type: Literal["suggestions_shown", "article_opened", "feedback", "form_submitted", "form_abandoned"]
+    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
     ts: str = Field(max_length=64, description="ISO 8601 with a time zone, e.g. 2026-11-23T10:15:02.120Z")
     request_id: str | None = Field(None, max_length=64, description="The suggest call this event follows.")
     article_id: str | None = Field(None, max_length=256)

@@ -151,19 +151,15 @@ def report_cmd(
 def _titles(home: Path) -> dict[str, str]:
     """Article id -> title from the current index (empty when there is none)."""
     from models import bundle as B
+    from models.index_bundle import read_articles
 
     version = B.read_pointer(home, "index")
     if version is None:
         return {}
-    out = {}
     try:
-        with open(B.bundle_path(home, "index", version) / "articles.jsonl", encoding="utf-8") as f:
-            for line in f:
-                a = json.loads(line)
-                out[a["id"]] = a.get("title", "")
+        return {a.id: a.title for a in read_articles(B.bundle_path(home, "index", version))}
     except (OSError, ValueError, KeyError):
         return {}
-    return out
 
 
 def _pct(v) -> str:

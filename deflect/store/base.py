@@ -286,5 +286,33 @@ def suggest_from_row(r: Sequence, ts, ids) -> SuggestRecord:
     )
 
 
+def event_values(e: Event, ts, flag=lambda b: b) -> tuple:
+    """The values of ``e`` in ``EVENT_COLUMNS`` order; ``ts`` and ``flag`` convert times and booleans."""
+    helpful = None if e.helpful is None else flag(e.helpful)
+    return (e.event_id, e.session_id, e.type, ts(e.ts), ts(e.received_at), e.request_id, e.article_id, helpful)
+
+
+def suggest_values(r: SuggestRecord, ts, ids, flag=lambda b: b) -> tuple:
+    """The values of ``r`` in ``SUGGEST_COLUMNS`` order (``ids`` converts the article lists)."""
+    return (
+        r.request_id,
+        r.session_id,
+        r.variant,
+        r.form_id,
+        r.query,
+        r.intent_label,
+        r.intent_confidence,
+        flag(r.abstained),
+        r.reason,
+        ids(r.shown),
+        ids(r.would_show),
+        r.top_score,
+        r.index_version,
+        r.model_version,
+        r.latency_ms,
+        ts(r.created_at),
+    )
+
+
 def dumps_ids(ids: list[str]) -> str:
     return json.dumps(ids, ensure_ascii=False)

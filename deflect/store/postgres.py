@@ -22,7 +22,9 @@ from deflect.store.base import (
     StoreBase,
     SuggestRecord,
     event_from_row,
+    event_values,
     suggest_from_row,
+    suggest_values,
     to_utc,
 )
 
@@ -114,27 +116,7 @@ class PostgresStore(StoreBase):
                         cur.executemany(
                             f"INSERT INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join(['%s'] * 16)}) "
                             "ON CONFLICT (request_id) DO NOTHING",
-                            [
-                                (
-                                    r.request_id,
-                                    r.session_id,
-                                    r.variant,
-                                    r.form_id,
-                                    r.query,
-                                    r.intent_label,
-                                    r.intent_confidence,
-                                    r.abstained,
-                                    r.reason,
-                                    Jsonb(r.shown),
-                                    Jsonb(r.would_show),
-                                    r.top_score,
-                                    r.index_version,
-                                    r.model_version,
-                                    r.latency_ms,
-                                    to_utc(r.created_at),
-                                )
-                                for r in suggestions
-                            ],
+                            [suggest_values(r, to_utc, Jsonb) for r in suggestions],
                         )
                     for batch in event_batches:
                         res = AddResult()
@@ -142,16 +124,7 @@ class PostgresStore(StoreBase):
                             cur.execute(
                                 f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                                 "ON CONFLICT (event_id) DO NOTHING",
-                                (
-                                    e.event_id,
-                                    e.session_id,
-                                    e.type,
-                                    to_utc(e.ts),
-                                    to_utc(e.received_at),
-                                    e.request_id,
-                                    e.article_id,
-                                    e.helpful,
-                                ),
+                                event_values(e, to_utc),
                             )
                             if cur.rowcount == 1:
                                 res.accepted += 1

@@ -25,9 +25,11 @@ from deflect.store.base import (
     SuggestRecord,
     dumps_ids,
     event_from_row,
+    event_values,
     iso,
     parse_iso,
     suggest_from_row,
+    suggest_values,
 )
 
 
@@ -98,23 +100,14 @@ class SQLiteStore(StoreBase):
                 if suggestions:
                     self._conn.executemany(
                         f"INSERT OR IGNORE INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join('?' * 16)})",
-                        [_suggest_row(r) for r in suggestions],
+                        [suggest_values(r, iso, dumps_ids, int) for r in suggestions],
                     )
                 for batch in event_batches:
                     res = AddResult()
                     for e in batch:
                         cur = self._conn.execute(
                             f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (
-                                e.event_id,
-                                e.session_id,
-                                e.type,
-                                iso(e.ts),
-                                iso(e.received_at),
-                                e.request_id,
-                                e.article_id,
-                                None if e.helpful is None else int(e.helpful),
-                            ),
+                            event_values(e, iso, int),
                         )
                         if cur.rowcount == 1:
                             res.accepted += 1
@@ -158,24 +151,3 @@ class SQLiteStore(StoreBase):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def _suggest_row(r: SuggestRecord) -> tuple:
-    return (
-        r.request_id,
-        r.session_id,
-        r.variant,
-        r.form_id,
-        r.query,
-        r.intent_label,
-        r.intent_confidence,
-        int(r.abstained),
-        r.reason,
-        dumps_ids(r.shown),
-        dumps_ids(r.would_show),
-        r.top_score,
-        r.index_version,
-        r.model_version,
-        r.latency_ms,
-        iso(r.created_at),
-    )
