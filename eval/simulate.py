@@ -25,30 +25,17 @@ events arrive late and out of order, about 2% are sent twice (retries), and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from deflect.engine import SuggestQuery, SuggestResult
 from deflect.errors import InvalidInputError
+from deflect.events import suggest_record
 from deflect.experiment import CONTROL, assign_variant
-from deflect.redact import redact
 from deflect.store.base import Event, EventStore, SuggestRecord
 from eval.queries import LabeledQuery
-
-
-@dataclass
-class EngineAnswer:
-    """What the engine returns for a query (treatment view), cached per distinct query."""
-
-    would_show: list[str]
-    abstained: bool
-    reason: str | None
-    intent_label: str | None
-    intent_confidence: float | None
-    top_score: float | None
-    index_version: str | None
-    model_version: str | None
 
 
 @dataclass
@@ -63,7 +50,7 @@ class SimulationSummary:
 
 def simulate(
     store: EventStore,
-    answer: Callable[[LabeledQuery], EngineAnswer],
+    suggest: Callable[[SuggestQuery], SuggestResult],
     queries: Sequence[LabeledQuery],
     *,
     sessions: int,
@@ -88,16 +75,18 @@ def simulate(
     if not queries:
         raise InvalidInputError("no queries to simulate with", field="queries")
     rng = np.random.default_rng(seed)
-    cache: dict[str, EngineAnswer] = {}
+    # the engine's answer to each distinct query, as the server would record it (treatment view)
+    cache: dict[str, SuggestRecord] = {}
     for q in queries:
         if q.text not in cache:
-            cache[q.text] = answer(q)
+            sq = SuggestQuery(subject=q.subject, description=q.description, k=k)
+            cache[q.text] = suggest_record(sq, suggest(sq))
 
     def right_shown(q: LabeledQuery) -> bool:
         a = cache[q.text]
         return any(x in q.relevant for x in a.would_show[:k])
 
-    eligible = [q for q in queries if cache[q.text].would_show and not cache[q.text].abstained]
+    eligible = [q for q in queries if cache[q.text].eligible]
     if not eligible:
         raise InvalidInputError("the engine shows nothing for any of these queries: nothing to measure")
     mean_right_open = float(np.mean([open_right * right_shown(q) for q in eligible]))
@@ -146,24 +135,15 @@ def simulate(
         q = queries[int(rng.integers(len(queries)))]
         a = cache[q.text]
         variant = assign_variant(sid, control_share, salt)
-        is_eligible = bool(a.would_show) and not a.abstained
-        shown = a.would_show[:k] if is_eligible and variant != CONTROL else []
+        shown = a.would_show if a.eligible and variant != CONTROL else []
         rid = f"{sid}-r1"
         recs.append(
-            SuggestRecord(
+            replace(
+                a,
                 request_id=rid,
                 session_id=sid,
                 variant=variant,
-                query=redact(q.text),
-                abstained=a.abstained,
-                reason=a.reason,
-                intent_label=a.intent_label,
-                intent_confidence=a.intent_confidence,
                 shown=shown,
-                would_show=a.would_show[:k],
-                top_score=a.top_score,
-                index_version=a.index_version,
-                model_version=a.model_version,
                 latency_ms=float(rng.uniform(2, 8)),
                 created_at=t,
             )

@@ -295,31 +295,18 @@ def simulate_cmd(
     database_url: DbOpt = None,
 ) -> None:
     """Write simulated sessions (real engine answers, known true effect) into the event store."""
-    from deflect.engine import Engine, SuggestQuery
+    from deflect.engine import Engine
     from eval.queries import load_queries
-    from eval.simulate import EngineAnswer, simulate
+    from eval.simulate import simulate
 
     qs = load_queries(queries)
     store, settings = _store(home, database_url)
     engine = Engine(settings)
 
-    def answer(q) -> EngineAnswer:
-        r = engine.suggest(SuggestQuery(subject=q.subject, description=q.description, k=3))
-        return EngineAnswer(
-            [s.article_id for s in r.would_show],
-            r.abstained,
-            r.reason,
-            (r.intent or {}).get("label"),
-            (r.intent or {}).get("confidence"),
-            r.would_show[0].score if r.would_show else None,
-            r.index_version,
-            r.model_version,
-        )
-
     try:
         summary = simulate(
             store,
-            answer,
+            engine.suggest,
             qs,
             sessions=sessions,
             true_effect=true_effect,
