@@ -151,14 +151,15 @@ class IntentClassifier:
         self._train_y = np.searchsorted(self.classes_, y)
         return self
 
-    def decision_function(self, texts: Sequence[str], *, views=None) -> np.ndarray:
+    def decision_function(self, texts: Sequence[str], *, views=None, sims: np.ndarray | None = None) -> np.ndarray:
         """The SVM's decision values plus ``nn_weight`` times each class's nearest-neighbour
-        cosine (:meth:`class_similarity`); columns in ``classes_`` order."""
+        cosine (:meth:`class_similarity`); columns in ``classes_`` order. ``sims``: the rows'
+        :meth:`train_similarities`, when the caller has them."""
         texts = list(texts)
         emb, mx = self._views(texts, views)
         dec = self.svm_decision(texts, views=(emb, mx))
         w = self.nn_weight
-        return dec + w * self.class_similarity(emb) if w else dec
+        return dec + w * self.class_similarity(emb, sims=sims) if w else dec
 
     @property
     def nn_weight(self) -> float:
@@ -173,18 +174,36 @@ class IntentClassifier:
         X = self._features(texts, views)
         return np.asarray(X @ self._coef.T) + self._intercept
 
-    def class_similarity(self, emb: np.ndarray, *, batch: int = 1024) -> np.ndarray:
-        """Per row and class: the cosine of the sentence embedding to the class's nearest
-        training example (a memory of near-duplicates that the linear model smooths over)."""
-        if self._by_class is None:  # the training rows grouped by class, once
+    def _grouped(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training embeddings sorted by class, and where each class starts (built once)."""
+        if self._by_class is None:
             order = np.argsort(self._train_y, kind="stable")
             starts = np.searchsorted(self._train_y[order], np.arange(len(self.classes_)))
             self._by_class = (np.ascontiguousarray(self._train_emb32()[order]), starts)
-        sorted_train, starts = self._by_class
-        out = np.empty((len(emb), len(self.classes_)), dtype=np.float64)
+        return self._by_class
+
+    def train_similarities(self, emb: np.ndarray) -> np.ndarray:
+        """Cosines of each row to every training example, grouped by class (see :meth:`_grouped`).
+
+        Both the nearest-neighbour term and the out-of-scope score read them; computing them
+        once per request instead of twice halves that part of the serving path."""
+        return np.asarray(emb, np.float32) @ self._grouped()[0].T
+
+    def _similarity_batches(self, emb: np.ndarray, sims: np.ndarray | None, batch: int):
+        """``(offset, similarities)`` of ``emb`` in batches (memory stays bounded on large inputs)."""
+        if sims is not None:
+            yield 0, sims
+            return
         for b in range(0, len(emb), batch):
-            sims = np.asarray(emb[b : b + batch], np.float32) @ sorted_train.T
-            out[b : b + batch] = np.maximum.reduceat(sims, starts, axis=1)
+            yield b, self.train_similarities(emb[b : b + batch])
+
+    def class_similarity(self, emb: np.ndarray, *, sims: np.ndarray | None = None, batch: int = 1024) -> np.ndarray:
+        """Per row and class: the cosine of the sentence embedding to the class's nearest
+        training example (a memory of near-duplicates that the linear model smooths over)."""
+        starts = self._grouped()[1]
+        out = np.empty((len(emb), len(self.classes_)), dtype=np.float64)
+        for b, s in self._similarity_batches(emb, sims, batch):
+            out[b : b + len(s)] = np.maximum.reduceat(s, starts, axis=1)
         return out
 
     def _tfidf_columns(self, vec: TfidfVectorizer, analyzer, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -232,22 +251,34 @@ class IntentClassifier:
         return self.classes_[np.argmax(self.decision_function(texts, views=views), axis=1)]
 
     # ---- out of scope ---------------------------------------------------------------
-    def knn_similarity(self, emb: np.ndarray, labels_idx: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:
+    def knn_similarity(
+        self,
+        emb: np.ndarray,
+        labels_idx: np.ndarray,
+        *,
+        exclude_self: bool = False,
+        sims: np.ndarray | None = None,
+        batch: int = 1024,
+    ) -> np.ndarray:
         """Mean cosine to the ``knn_k`` nearest training examples of each row's predicted class."""
-        train = self._train_emb32()
+        sorted_train, starts = self._grouped()
+        ends = np.r_[starts[1:], len(sorted_train)]
         k = int(self.params["knn_k"])
-        sims = emb @ train.T
         out = np.empty(len(emb), dtype=np.float32)
-        for i, c in enumerate(labels_idx):
-            s = sims[i, self._train_y == c]
-            if exclude_self:
-                s = s[s < 0.9999]
-            if len(s) == 0:
-                out[i] = 0.0
-                continue
-            top = np.partition(s, max(0, len(s) - k))[-k:] if len(s) > k else s
-            out[i] = float(np.mean(top))
+        for b, block in self._similarity_batches(emb, sims, batch):
+            for r in range(len(block)):
+                c = int(labels_idx[b + r])
+                out[b + r] = self._mean_top_k(block[r, starts[c] : ends[c]], k, exclude_self)
         return out
+
+    @staticmethod
+    def _mean_top_k(s: np.ndarray, k: int, exclude_self: bool) -> float:
+        if exclude_self:
+            s = s[s < 0.9999]
+        if len(s) == 0:
+            return 0.0
+        top = np.partition(s, max(0, len(s) - k))[-k:] if len(s) > k else s
+        return float(np.mean(top))
 
     def _train_emb32(self) -> np.ndarray:
         # stored as float16 (half the disk); converted once, not on every request
@@ -264,7 +295,9 @@ class IntentClassifier:
             v[:, int(np.searchsorted(self.classes_, self.oos_label))] = -np.inf
         return np.argmax(v, axis=1)
 
-    def oos_scores(self, proba: np.ndarray, emb: np.ndarray, *, knn: np.ndarray | None = None) -> np.ndarray:
+    def oos_scores(
+        self, proba: np.ndarray, emb: np.ndarray, *, knn: np.ndarray | None = None, sims: np.ndarray | None = None
+    ) -> np.ndarray:
         """In-scope score: ``w * confidence + (1 - w) * kNN cosine``; low means out of scope.
 
         Both parts look at the best in-scope class (see :meth:`in_scope_argmax`), so texts
@@ -273,15 +306,17 @@ class IntentClassifier:
         """
         idx = self.in_scope_argmax(proba)
         if knn is None:
-            knn = self.knn_similarity(emb, idx)
+            knn = self.knn_similarity(emb, idx, sims=sims)
         w = float(self.params["oos_weight"])
         return w * proba[np.arange(len(proba)), idx] + (1 - w) * knn
 
     def predict_intents(self, texts: Sequence[str], *, views=None) -> list[IntentPrediction]:
         """Labels, confidences and out-of-scope decisions for ``texts``."""
         emb, mx = self._views(list(texts), views)
-        proba = self.predict_proba(texts, views=(emb, mx))
-        scores = self.oos_scores(proba, emb)
+        # a few texts (the serving path): one similarity matrix for both uses; many: in batches
+        sims = self.train_similarities(emb) if len(emb) <= 64 else None
+        proba = _softmax(self.decision_function(texts, views=(emb, mx), sims=sims) / self.temperature)
+        scores = self.oos_scores(proba, emb, sims=sims)
         idx = np.argmax(proba, axis=1)
         out = []
         for i, j in enumerate(idx):
