@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -100,16 +101,17 @@ class EventIn(BaseModel):
     event_id: str = Field(min_length=1, max_length=128, description="Made by the client; a retry reuses it.")
     session_id: str = Field(min_length=1, max_length=128)
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
-    ts: str = Field(max_length=64, description="ISO 8601 with a time zone, e.g. 2026-11-23T10:15:02.120Z")
+    ts: datetime = Field(description="ISO 8601 (no zone = UTC), e.g. 2026-11-23T10:15:02.120Z")
     request_id: str | None = Field(None, max_length=64, description="The suggest call this event follows.")
     article_id: str | None = Field(None, max_length=256)
     helpful: bool | None = Field(None, strict=True, description="With feedback: did the article answer it?")
 
-    @field_validator("ts")
+    @field_validator("ts", mode="before")
     @classmethod
-    def _iso(cls, v: str) -> str:
-        from datetime import UTC, datetime, timedelta
-
+    def _iso(cls, v: object) -> datetime:
+        """Only an ISO 8601 string (not a number), parsed once into an aware UTC datetime."""
+        if not isinstance(v, str) or len(v) > 64:
+            raise ValueError(f"not an ISO 8601 timestamp: {str(v)[:40]!r}")
         try:
             ts = datetime.fromisoformat(v.strip().replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
@@ -119,7 +121,7 @@ class EventIn(BaseModel):
         now = datetime.now(UTC)
         if ts.year < 2000 or ts > now + timedelta(days=1):
             raise ValueError(f"{v[:40]!r} is before 2000 or more than a day in the future")
-        return ts.astimezone(UTC).isoformat()
+        return ts.astimezone(UTC)
 
     @model_validator(mode="after")
     def _fields_of_type(self) -> EventIn:

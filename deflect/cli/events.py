@@ -49,11 +49,11 @@ def parse_when(text: str | None, name: str) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def _store(home, database_url):
+def _store(settings):
+    """The event store the settings name."""
     from deflect.store import open_store
 
-    s = settings_for(home, database_url=database_url)
-    return open_store(s.database_url, s.home), s
+    return open_store(settings.database_url, settings.home)
 
 
 def read_export(path: Path):
@@ -114,7 +114,7 @@ def report_cmd(
     if from_export is not None:
         recs, events = read_export(from_export)
     else:
-        store, settings = _store(home, database_url)
+        store = _store(settings)
         try:
             # a session that starts before --until may still act up to a window later
             hi = t1 + win if t1 else None
@@ -180,7 +180,7 @@ def export_cmd(
     if fmt not in ("jsonl", "parquet"):
         raise InvalidInputError(f"--format: {fmt!r}; use jsonl or parquet", field="format")
     t0, t1 = parse_when(since, "since"), parse_when(until, "until")
-    store, _ = _store(home, database_url)
+    store = _store(settings_for(home, database_url=database_url))
     try:
         recs, events = store.suggestions(since=t0, until=t1), store.events(since=t0, until=t1)
     finally:
@@ -270,7 +270,7 @@ def migrate_cmd(home: HomeOpt = None, database_url: DbOpt = None) -> None:
 @friendly
 def info_cmd(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     """Where the event store is, its schema version, and how many rows it holds."""
-    store, _ = _store(home, database_url)
+    store = _store(settings_for(home, database_url=database_url))
     try:
         recs, events = store.suggestions(), store.events()
         typer.echo(
@@ -300,7 +300,8 @@ def simulate_cmd(
     from eval.simulate import simulate
 
     qs = load_queries(queries)
-    store, settings = _store(home, database_url)
+    settings = settings_for(home, database_url=database_url)
+    store = _store(settings)
     engine = Engine(settings)
 
     try:

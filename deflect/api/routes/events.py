@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from deflect.api.schemas import ErrorResponse, EventsRequest, EventsResponse
-from deflect.store.base import Event, parse_iso, utcnow
+from deflect.store.base import Event, utcnow
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -30,7 +30,7 @@ async def post_events(body: EventsRequest, request: Request):
             event_id=e.event_id,
             session_id=e.session_id,
             type=e.type,
-            ts=parse_iso(e.ts),
+            ts=e.ts,
             received_at=now,
             request_id=e.request_id,
             article_id=e.article_id,
