@@ -58,12 +58,16 @@ def engine_answers(engine, queries: Sequence[LabeledQuery], *, k: int = 10, view
     return out
 
 
-def curve_of(answers: Sequence[Answer], relevant: Sequence[frozenset[str]]) -> list[CurvePoint]:
-    """Precision against coverage over every threshold (blocked queries are never shown)."""
+def curve_of(
+    answers: Sequence[Answer], relevant: Sequence[frozenset[str]], thresholds: Sequence[float] | None = None
+) -> list[CurvePoint]:
+    """Precision against coverage over ``thresholds`` (default: every top score); blocked
+    queries are never shown."""
     return precision_coverage(
         [a.ranked[0] if a.ranked and not a.blocked else None for a in answers],
         [a.top_score if not a.blocked else None for a in answers],
         relevant,
+        thresholds,
     )
 
 
@@ -149,25 +153,16 @@ def estimate_deflection(
     if thresholds is None:
         scores = sorted({round(a.top_score, 4) for a in answers if a.top_score is not None and not a.blocked})
         thresholds = [0.0, *scores]
-    rows = []
-    for t in thresholds:
-        right = wrong = 0
-        for a, rel in zip(answers, relevant, strict=True):
-            if a.blocked or not a.ranked or a.top_score is None or a.top_score < t:
-                continue
-            if a.ranked[0] in rel:
-                right += 1
-            else:
-                wrong += 1
-        rows.append(
-            {
-                "threshold": float(t),
-                "right_first": right / n if n else math.nan,
-                "wrong_shown": wrong / n if n else math.nan,
-                "abstained": (n - right - wrong) / n if n else math.nan,
-            }
-        )
-    return rows
+    # the same counting as the precision/coverage curve: right = correct, wrong = shown - correct
+    return [
+        {
+            "threshold": p.threshold,
+            "right_first": p.correct / n if n else math.nan,
+            "wrong_shown": (p.shown - p.correct) / n if n else math.nan,
+            "abstained": (n - p.shown) / n if n else math.nan,
+        }
+        for p in curve_of(answers, relevant, thresholds)
+    ]
 
 
 DEFLECTION_ASSUMPTIONS = [
