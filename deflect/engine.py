@@ -184,14 +184,20 @@ class Engine:
         """Everything the encoders compute for a query (GIL released while they run).
 
         ``(embedding, max_pooled, model_views, model_version)``: the last two are set when
-        the current intent model has its own fine-tuned encoder.
+        the current intent model needs more than the serving encoder's two views: its own
+        fine-tuned encoder's views, or its head's embedding (from the same forward pass).
         """
-        emb, mx = self.embedder.encode_views([text])
         model = self.model.get_optional()
+        clf = model.classifier if model is not None else None
         own = None
-        if model is not None and model.classifier.embedder is not self.embedder:
-            e2, m2 = model.classifier.embedder.encode_views([text])
-            own = (e2, m2)
+        if clf is not None and clf.embedder is not self.embedder:  # a fine-tuned encoder
+            emb, mx = self.embedder.encode_views([text])
+            own = clf.embedder.encode_views([text])
+        elif clf is not None and clf.uses_head and getattr(self.embedder, "trunk_layer", None) == clf.head.trunk_layer:
+            emb, mx, states = self.embedder.encode_views([text], trunk=True)
+            own = (emb, mx, clf.head.embed(states))
+        else:
+            emb, mx = self.embedder.encode_views([text])
         return emb[0], mx[0], own, model.version if model is not None else None
 
     def rank(self, text: str, k: int, *, locale: str | None = None, bundle: IndexBundle | None = None, vector=None):
@@ -232,9 +238,11 @@ class Engine:
         if model is None:
             return None, None
         emb, mx, own, version = views
-        if model.classifier.embedder is not self.embedder:  # fine-tuned model: its own encoder's views
-            clf_views = own if (own is not None and version == model.version) else None
-        else:
+        if own is not None and version == model.version:
+            clf_views = own
+        elif model.classifier.embedder is not self.embedder:  # fine-tuned model: it encodes with its own
+            clf_views = None
+        else:  # (a model with a head computes the head's part itself)
             clf_views = (emb[None, :], mx[None, :])
         pred = model.classifier.predict_intents([text], views=clf_views)[0]
         return pred, model

@@ -53,7 +53,21 @@ class Embedder(Protocol):
 
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-EXPORT_VERSION = "v2"  # bump when the exported graph changes (v2: adds the max-pooled output)
+EXPORT_VERSION = "v3"  # bump when the exported graph changes (v2: max-pooled output; v3: trunk output)
+# the intent classifier's head re-trains the encoder's last TRUNK_LAYERS layers on the token
+# states entering them (the "trunk" output of the export); see models/intent_head.py
+TRUNK_LAYERS = 2
+
+
+def trunk_layer(model_dir: str | Path) -> int | None:
+    """The hidden-state index the export outputs as "trunk" (the input of the last
+    :data:`TRUNK_LAYERS` layers), or None when the model's configuration does not say how
+    many layers it has."""
+    try:
+        n = int(json.loads((Path(model_dir) / "config.json").read_text())["num_hidden_layers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return n - TRUNK_LAYERS if n > TRUNK_LAYERS else None
 
 
 @lru_cache(maxsize=8)
@@ -231,8 +245,11 @@ def _torch_views(embedder: TorchEmbedder, texts: Sequence[str], batch_size: int)
     return emb.astype(np.float32), mx.astype(np.float32)
 
 
-def _onnx_wrapper(st_model):
-    """The module exported to ONNX (torch imported here, so importing this file does not)."""
+def _onnx_wrapper(st_model, trunk: int | None = None):
+    """The module exported to ONNX (torch imported here, so importing this file does not).
+
+    Outputs the sentence embedding, the max-pooled token embedding and, when ``trunk`` is
+    given, the token states after layer ``trunk`` (hidden state ``trunk``)."""
     import torch
 
     class Wrapper(torch.nn.Module):
@@ -247,8 +264,12 @@ def _onnx_wrapper(st_model):
             # a second view for the intent classifier: max over the token embeddings
             tok = out["token_embeddings"].masked_fill(attention_mask.unsqueeze(-1) == 0, -1e4)
             mx = torch.nn.functional.normalize(tok.max(dim=1).values, p=2, dim=1)
-            return emb, mx
+            if trunk is None:
+                return emb, mx
+            return emb, mx, out["all_layer_embeddings"][trunk]
 
+    if trunk is not None:
+        st_model[0].auto_model.config.output_hidden_states = True
     return Wrapper(st_model).eval()
 
 
@@ -277,7 +298,9 @@ def export_onnx(model_dir: str | Path, cache_root: str | Path, *, quantize: str 
         transformers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
         st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
-        wrapper = _onnx_wrapper(st)
+        trunk = trunk_layer(model_dir)
+        wrapper = _onnx_wrapper(st, trunk)
+        outputs = ["embedding", "max_pooled"] + ([] if trunk is None else ["trunk"])
         tok = st.tokenizer(["a short example", "another one"], padding=True, return_tensors="pt")
         ids = tok["input_ids"]
         mask = tok["attention_mask"]
@@ -291,13 +314,14 @@ def export_onnx(model_dir: str | Path, cache_root: str | Path, *, quantize: str 
                     (ids, mask, tt),
                     str(tmp_path),
                     input_names=["input_ids", "attention_mask", "token_type_ids"],
-                    output_names=["embedding", "max_pooled"],
+                    output_names=outputs,
                     dynamic_axes={
                         "input_ids": {0: "batch", 1: "seq"},
                         "attention_mask": {0: "batch", 1: "seq"},
                         "token_type_ids": {0: "batch", 1: "seq"},
                         "embedding": {0: "batch"},
                         "max_pooled": {0: "batch"},
+                        **({"trunk": {0: "batch", 1: "seq"}} if trunk is not None else {}),
                     },
                     opset_version=17,
                     dynamo=False,
@@ -388,27 +412,40 @@ class OnnxEmbedder(_TokenizerMixin):
         self._batch_tokenizer.enable_truncation(max_length=self.max_tokens)
         self._batch_tokenizer.enable_padding()
         self._input_names = {i.name for i in self._session.get_inputs()}
+        has_trunk = "trunk" in {o.name for o in self._session.get_outputs()}
+        #: the hidden-state index of the "trunk" output (None: this export has none)
+        self.trunk_layer = trunk_layer(self.model_dir) if has_trunk else None
         self.dimension = int(self.encode(["dimension probe"]).shape[1])
 
-    def _run(self, texts: list[str]) -> np.ndarray:
+    def _run(self, texts: list[str], trunk: bool = False) -> list:
         encs = (
             [self._batch_tokenizer.encode(texts[0])] if len(texts) == 1 else self._batch_tokenizer.encode_batch(texts)
         )
         ids = np.array([e.ids for e in encs], dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64)}
+        mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feed["token_type_ids"] = np.array([e.type_ids for e in encs], dtype=np.int64)
-        return self._session.run(None, feed)
+        if not trunk:
+            return self._session.run(["embedding", "max_pooled"], feed)
+        emb, mx, states = self._session.run(["embedding", "max_pooled", "trunk"], feed)
+        lengths = mask.sum(axis=1)
+        return [emb, mx, [states[j, : lengths[j]] for j in range(len(encs))]]
 
-    def encode_views(self, texts: Sequence[str], *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-        """The sentence embedding and the max-pooled token embedding (both unit length)."""
+    def encode_views(self, texts: Sequence[str], *, batch_size: int = 32, trunk: bool = False) -> tuple:
+        """The sentence embedding and the max-pooled token embedding (both unit length).
+
+        With ``trunk=True`` (only when :attr:`trunk_layer` is set), also a list with each
+        text's token states entering the encoder's last layers (``(tokens, dimension)``
+        arrays, no padding), which the intent classifier's head reads."""
         texts = list(texts)
+        if trunk and self.trunk_layer is None:
+            raise ValueError(f"the ONNX export of {self.name} has no trunk output")
         if len(texts) == 1:
-            emb, mx = self._run(texts)
-            return emb, mx
-        return self._batched(texts, batch_size, both=True)
+            return tuple(self._run(texts, trunk))
+        return self._batched(texts, batch_size, both=True, trunk=trunk)
 
-    def _batched(self, texts: list[str], batch_size: int, *, both: bool, progress: bool = False):
+    def _batched(self, texts: list[str], batch_size: int, *, both: bool, progress: bool = False, trunk: bool = False):
         # sort by length so each batch pads to similar lengths, then restore the order
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         starts = list(range(0, len(texts), batch_size))
@@ -419,7 +456,7 @@ class OnnxEmbedder(_TokenizerMixin):
             bar = tqdm(total=len(texts), desc="embedding", unit="chunk")
 
         def run(start: int):
-            part = self._run([texts[i] for i in order[start : start + batch_size]])
+            part = self._run([texts[i] for i in order[start : start + batch_size]], trunk)
             if bar is not None:
                 bar.update(len(part[0]))
             return part
@@ -438,7 +475,11 @@ class OnnxEmbedder(_TokenizerMixin):
         emb = np.concatenate([o[0] for o in out]).astype(np.float32, copy=False)[inv]
         if not both:
             return emb
-        return emb, np.concatenate([o[1] for o in out]).astype(np.float32, copy=False)[inv]
+        mx = np.concatenate([o[1] for o in out]).astype(np.float32, copy=False)[inv]
+        if not trunk:
+            return emb, mx
+        states = [s for o in out for s in o[2]]
+        return emb, mx, [states[j] for j in inv]
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         texts = list(texts)

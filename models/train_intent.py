@@ -6,6 +6,8 @@ import csv
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -18,14 +20,16 @@ from deflect.errors import BundleError, InvalidInputError, NotReadyError
 from eval.classification import accuracy, expected_calibration_error, macro_f1, oos_auroc, per_class
 from models import bundle as B
 from models.intent import (
+    DEFAULT_PARAMS,
+    ENCODE_BATCH,
     NN_WEIGHTS,
     IntentClassifier,
     IntentPrediction,
-    _softmax,
     choose_nn_weight,
     choose_oos_threshold,
     fit_temperature,
 )
+from models.intent_head import HEAD_WEIGHTS, choose_head_weight, combine, train_head
 
 HISTORY = "model-history"
 
@@ -244,9 +248,6 @@ def train(
     encoder_info = None
     ft_dir = None
     if finetune:
-        import shutil
-        import tempfile
-
         from models.embedder import OnnxEmbedder
         from models.finetune import finetune_encoder
 
@@ -284,7 +285,18 @@ def train(
             "stopped_by_budget": rep.stopped_by_budget,
             "time_budget_s": time_budget_s,
         }
-    emb, mx = embedder.encode_views(data.texts, batch_size=32)
+    head_epochs = int({**DEFAULT_PARAMS, **(params or {})}["head_epochs"])
+    fixed_head = (params or {}).get("head_weight")
+    use_head = (
+        head_epochs > 0
+        and not finetune
+        and getattr(embedder, "trunk_layer", None) is not None
+        and hasattr(embedder, "model_dir")
+    )
+    if use_head:
+        emb, mx, states = embedder.encode_views(data.texts, batch_size=ENCODE_BATCH, trunk=True)
+    else:
+        emb, mx = embedder.encode_views(data.texts, batch_size=ENCODE_BATCH)
     texts = np.array(data.texts, dtype=object)
     labels = np.array(data.labels, dtype=object)
     classes = np.array(sorted(set(data.labels)))
@@ -294,9 +306,7 @@ def train(
     nn_weights = NN_WEIGHTS if fixed is None else (float(fixed),)
     y_val = np.searchsorted(classes, labels[va].astype(str))
     if cv_folds:
-        svm, sim, knn_by = _out_of_fold(
-            data.texts, data.labels, (emb, mx), fold, classes, params, seed, oos_label, nn_weights
-        )
+        svm, sim, knn_all = _out_of_fold(data.texts, data.labels, (emb, mx), fold, classes, params, seed, oos_label)
         final = IntentClassifier(embedder, params, seed=seed).fit(data.texts, data.labels, views=(emb, mx))
         method = (
             f"{cv_folds}-fold cross-validation: out-of-fold predictions of models fit on the other folds; "
@@ -306,19 +316,76 @@ def train(
         final = IntentClassifier(embedder, params, seed=seed).fit(
             list(texts[tr]), list(labels[tr]), views=(emb[tr], mx[tr])
         )
-        final.oos_label = oos_label
         svm = final.svm_decision(list(texts[va]), views=(emb[va], mx[va]))
         sim = final.class_similarity(emb[va])
-        knn_by = {w: final.knn_similarity(emb[va], final.in_scope_argmax(svm + w * sim)) for w in nn_weights}
+        knn_all = final.class_knn(emb[va])
         method = f"a held-out split ({val_split:g} of each intent); the served model is fit on the rest"
     nn_weight = choose_nn_weight(svm, sim, y_val, nn_weights)
     final.params["nn_weight"] = nn_weight
-    dec, knn = svm + nn_weight * sim, knn_by[nn_weight]
-    val_texts, val_labels = list(texts[va]), list(labels[va])
+    dec = svm + nn_weight * sim
     final.temperature = fit_temperature(dec, y_val)
     final.oos_label = oos_label
-    proba = _softmax(dec / final.temperature)
-    scores = final.oos_scores(proba, emb[va], knn=knn)
+    rows = np.arange(len(va))  # the validation rows (positions in dec) the figures come from
+    logp = combine(dec / final.temperature, None, 0.0)
+    head_info = None
+    head_dir = None
+    if use_head:
+        # the head is trained once, on all but val_split of each intent (also under
+        # cross-validation: one fine-tune per fold would cost five); its weight, its
+        # temperature and then the validation figures come from the rows it did not see
+        if cv_folds:
+            htr, hva = split(data.labels, val_split, seed)
+            pos = hva
+        else:
+            htr, hva, pos = tr, va, np.arange(len(va))
+        y_all = np.searchsorted(classes, labels.astype(str))
+        home.mkdir(parents=True, exist_ok=True)
+        head_dir = Path(tempfile.mkdtemp(dir=home, prefix=".head-"))
+        try:
+            head, rep = train_head(
+                embedder.model_dir,
+                embedder.trunk_layer,
+                [states[i] for i in htr],
+                y_all[htr],
+                len(classes),
+                head_dir,
+                epochs=head_epochs,
+                seed=seed,
+            )
+            hl = head.logits(head.embed([states[i] for i in hva]))
+        except BaseException:
+            shutil.rmtree(head_dir, ignore_errors=True)
+            if ft_dir is not None:
+                shutil.rmtree(ft_dir, ignore_errors=True)
+            raise
+        t2 = fit_temperature(hl, y_all[hva])
+        weight = choose_head_weight(
+            dec[pos] / final.temperature,
+            hl / t2,
+            y_all[hva],
+            HEAD_WEIGHTS if fixed_head is None else (float(fixed_head),),
+        )
+        head_info = {
+            "weight": weight,
+            "temperature": t2,
+            "trunk_layer": embedder.trunk_layer,
+            "epochs": rep.epochs,
+            "seconds": round(rep.seconds, 1),
+            "trained_rows": len(htr),
+            "validation_rows": len(hva),
+        }
+        if weight > 0:
+            final.head, final.head_weight, final.head_temperature = head, weight, t2
+            rows = pos
+            logp = combine(dec[pos] / final.temperature, hl / t2, weight)
+            method += (
+                f"; combined with a fine-tuned head (weight {weight:g}) trained on all but {val_split:g} of "
+                "each intent, so the figures and the out-of-scope threshold come from those held-out rows"
+            )
+    proba = np.exp(logp)
+    pred_idx = final.in_scope_argmax(proba)
+    scores = final.oos_scores(proba, None, knn=knn_all[rows, pred_idx])
+    val_texts, val_labels = list(texts[va][rows]), list(labels[va][rows])
     pred = classes[np.argmax(proba, axis=1)]
     is_oos = np.array([lab == oos_label for lab in val_labels])
     correct = (pred == np.array(val_labels)) & ~is_oos
@@ -335,7 +402,7 @@ def train(
             float(scores[i]),
             bool(scores[i] < final.oos_threshold or pred[i] == oos_label),
         )
-        for i in range(len(va))
+        for i in range(len(rows))
     ]
     metrics = prediction_metrics(val_preds, val_labels, oos_label)
     metrics["method"] = method
@@ -345,8 +412,6 @@ def train(
 
     def fill(tmp: Path) -> dict:
         if ft_dir is not None:
-            import shutil
-
             shutil.copytree(ft_dir / "encoder", tmp / "encoder")
         final.save(tmp / "classifier")
         (tmp / "links.json").write_text(json.dumps(links, indent=2))
@@ -360,7 +425,8 @@ def train(
                 "method": (
                     "threshold on w*confidence + (1-w)*mean cosine to the 5 nearest training examples of the "
                     "predicted class (confidence: temperature-scaled softmax of the SVM plus nearest-neighbour "
-                    f"decision values); temperature and threshold chosen on validation predictions from {method}"
+                    "decision values, combined with the fine-tuned head when it has a weight); temperature and "
+                    f"threshold chosen on validation predictions from {method}"
                 ),
                 "threshold": final.oos_threshold,
                 "label": oos_label,
@@ -379,6 +445,7 @@ def train(
             },
             "embedder": {"name": base.name, "dimension": base.dimension, "fingerprint": base.fingerprint},
             "encoder": encoder_info,
+            "head": head_info,
             "params": final.params,
             "training_seconds": round(seconds, 2),
             "links_learned": bool(links),
@@ -387,10 +454,9 @@ def train(
     try:
         version = B.write_bundle(home, "model", fill, make_current=False)
     finally:
-        if ft_dir is not None:
-            import shutil
-
-            shutil.rmtree(ft_dir, ignore_errors=True)
+        for tmp_dir in (ft_dir, head_dir):
+            if tmp_dir is not None:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
     promoted, note = False, "not promoted (use --promote)"
     if promote:
         promoted, note = _promote_if_not_worse(
@@ -409,16 +475,14 @@ def _out_of_fold(
     params: dict | None,
     seed: int,
     oos_label: str | None,
-    nn_weights: tuple[float, ...],
-) -> tuple[np.ndarray, np.ndarray, dict[float, np.ndarray]]:
-    """For each row, from a classifier fit on the other folds: the SVM's decision values and
-    the nearest-neighbour class similarities (columns in ``classes`` order), and, for each
-    candidate ``nn_weight``, the kNN similarity to the class that weight would predict.
-    Folds are fit side by side, one per core."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each row, from a classifier fit on the other folds: the SVM's decision values, the
+    nearest-neighbour class similarities and the kNN similarities to every class (columns in
+    ``classes`` order). Folds are fit side by side, one per core."""
     emb, mx = views
     svm = np.zeros((len(texts), len(classes)))
     sim = np.zeros((len(texts), len(classes)))
-    knn = {w: np.zeros(len(texts), dtype=np.float32) for w in nn_weights}
+    knn = np.zeros((len(texts), len(classes)), dtype=np.float32)
 
     def one(f: int) -> None:
         fit, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
@@ -429,16 +493,14 @@ def _out_of_fold(
         )
         clf.oos_label = oos_label
         d = clf.svm_decision([texts[i] for i in held], views=(emb[held], mx[held]))
-        s = clf.class_similarity(emb[held])
-        for w in nn_weights:
-            knn[w][held] = clf.knn_similarity(emb[held], clf.in_scope_argmax(d + w * s))
         # a class missing from this fold's training part (only with hand-made data) never wins
         cols = np.searchsorted(classes, clf.classes_)
         svm[np.ix_(held, cols)] = d
-        sim[np.ix_(held, cols)] = s
+        sim[np.ix_(held, cols)] = clf.class_similarity(emb[held])
+        knn[np.ix_(held, cols)] = clf.class_knn(emb[held])
         if len(cols) < len(classes):
             missing = np.setdiff1d(np.arange(len(classes)), cols)
-            svm[np.ix_(held, missing)] = float(d.min()) - 1.0 - max(nn_weights)
+            svm[np.ix_(held, missing)] = float(d.min()) - 1.0 - max(NN_WEIGHTS)
 
     # liblinear releases the GIL, so threads overlap the SVM fits
     with ThreadPoolExecutor(max(1, min(int(fold.max()) + 1, os.cpu_count() or 1))) as pool:
