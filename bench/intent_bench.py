@@ -62,8 +62,10 @@ def run(
     res = train(data, home, embedder, cv_folds=5, seed=seed)
     notes.append(
         "banking77: models are fit on the whole training set; temperature, out-of-scope threshold and validation "
-        "figures come from 5-fold cross-validation on it (out-of-fold predictions); --finetune holds out 10% "
-        "instead (its encoder would otherwise have seen every validation text); the test set is only used for "
+        "figures come from 5-fold cross-validation on it (out-of-fold predictions); the fine-tuned head is trained "
+        "on 90% of each intent, and its weight, the temperature, the out-of-scope threshold and the validation "
+        "figures then come from the other 10%; --finetune holds out 10% (its encoder would otherwise have seen "
+        "every validation text); test texts are encoded one at a time, as served; the test set is only used for "
         "these figures"
     )
     secs = time.perf_counter() - t0

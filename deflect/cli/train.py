@@ -52,6 +52,14 @@ def train_cmd(
     time_budget: Annotated[
         float, typer.Option(help="Minutes allowed for --finetune's encoder training.", min=0.1)
     ] = 10.0,
+    head_epochs: Annotated[
+        int,
+        typer.Option(
+            help="Epochs of the fine-tuned head (the encoder's last two layers re-trained on the intents, "
+            "combined with the linear model when validation says it helps); 0: no head.",
+            min=0,
+        ),
+    ] = 4,
     home: HomeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -75,6 +83,7 @@ def train_cmd(
         finetune=finetune,
         time_budget_s=time_budget * 60,
         progress=finetune and not as_json,
+        params={"head_epochs": head_epochs},
     )
     if as_json:
         typer.echo(
@@ -93,6 +102,13 @@ def train_cmd(
     typer.echo(
         f"trained {res.version} on {len(rows.texts)} texts, {len(set(rows.labels))} intents in {res.seconds:.1f}s"
     )
+    head = res.manifest.get("head")
+    if head:
+        typer.echo(
+            f"fine-tuned head: {head['epochs']} epochs in {head['seconds']:.0f}s on {head['trained_rows']} texts; "
+            f"weight {head['weight']:g} chosen on {head['validation_rows']} held-out texts"
+            + ("" if head["weight"] > 0 else " (it did not help: not used)")
+        )
     _print_metrics(res.metrics)
     typer.echo(f"\n{res.promotion_note}")
 
