@@ -97,8 +97,9 @@ def evaluate_intents(
         res = train(tr, Path(scratch), embedder, oos_label=oos_label, seed=seed)
         clf, _, _ = load_model(Path(scratch), res.version, embedder)
         secs = time.perf_counter() - t0
-        emb, mx = embedder.encode_views(te.texts, batch_size=32)
-        preds = clf.predict_intents(te.texts, views=(emb, mx))
+        # encoded by the classifier itself, one text at a time, as served (with its head, if any)
+        preds = clf.predict_intents(te.texts)
+        emb = embedder.encode_views(te.texts, batch_size=32)[0]
     y_pred = [oos_label if (p.out_of_scope and oos_label) else p.label for p in preds]
     conf = [p.confidence for p in preds]
     ok = [p.label == t for p, t in zip(preds, te.labels, strict=True)]

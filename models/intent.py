@@ -164,6 +164,7 @@ class IntentClassifier:
         self._emb32 = None
         self._by_class = None
         self._train_y = np.searchsorted(self.classes_, y)
+        self.head, self.head_weight = None, 0.0  # a head trained for other classes must not stay
         return self
 
     def decision_function(self, texts: Sequence[str], *, views=None, sims: np.ndarray | None = None) -> np.ndarray:
