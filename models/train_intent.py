@@ -285,14 +285,26 @@ def train(
             "stopped_by_budget": rep.stopped_by_budget,
             "time_budget_s": time_budget_s,
         }
-    head_epochs = int({**DEFAULT_PARAMS, **(params or {})}["head_epochs"])
-    fixed_head = (params or {}).get("head_weight")
+    merged = {**DEFAULT_PARAMS, **(params or {})}
+    head_epochs = int(merged["head_epochs"])
+    fixed_head = merged["head_weight"]
     use_head = (
         head_epochs > 0
         and not finetune
         and getattr(embedder, "trunk_layer", None) is not None
         and hasattr(embedder, "model_dir")
     )
+    head_info = None
+    if use_head:
+        # the head is trained once, on all but val_split of each intent (also under
+        # cross-validation: one fine-tune per fold would cost five); its weight, its
+        # temperature and then the validation figures come from the rows it did not see
+        htr, hva = split(data.labels, val_split, seed) if cv_folds else (tr, va)
+        if len(hva) < int(merged["head_min_validation"]):
+            use_head = False
+            head_info = {
+                "skipped": f"{len(hva)} held-out texts to weigh it on, fewer than {merged['head_min_validation']}"
+            }
     if use_head:
         emb, mx, states = embedder.encode_views(data.texts, batch_size=ENCODE_BATCH, trunk=True)
     else:
@@ -327,17 +339,9 @@ def train(
     final.oos_label = oos_label
     rows = np.arange(len(va))  # the validation rows (positions in dec) the figures come from
     logp = combine(dec / final.temperature, None, 0.0)
-    head_info = None
     head_dir = None
     if use_head:
-        # the head is trained once, on all but val_split of each intent (also under
-        # cross-validation: one fine-tune per fold would cost five); its weight, its
-        # temperature and then the validation figures come from the rows it did not see
-        if cv_folds:
-            htr, hva = split(data.labels, val_split, seed)
-            pos = hva
-        else:
-            htr, hva, pos = tr, va, np.arange(len(va))
+        pos = hva if cv_folds else np.arange(len(va))  # the head's validation rows, as positions in dec
         y_all = np.searchsorted(classes, labels.astype(str))
         home.mkdir(parents=True, exist_ok=True)
         head_dir = Path(tempfile.mkdtemp(dir=home, prefix=".head-"))

@@ -159,7 +159,7 @@ def test_train_with_a_head_and_the_engine_serves_it(real_embedder, real_home):
         real_home,
         real_embedder,
         oos_label="out_of_scope",
-        params={"head_epochs": 2, "head_weight": 0.3},
+        params={"head_epochs": 2, "head_weight": 0.3, "head_min_validation": 0},
         promote=True,
     )
     head = res.manifest["head"]
@@ -182,8 +182,12 @@ def test_train_with_a_head_and_the_engine_serves_it(real_embedder, real_home):
     assert manifest["params"]["head_epochs"] == 2
 
 
-def test_without_head_epochs_there_is_no_head(real_embedder, real_home):
+def test_without_head_epochs_or_enough_validation_texts_there_is_no_head(real_embedder, real_home):
     data = LabeledTexts(TEXTS, LABELS, [""] * len(TEXTS), "tiny", "tiny")
     res = train(data, real_home, real_embedder, params={"head_epochs": 0})
     assert res.manifest["head"] is None
+    assert not (real_home / "models" / res.version / "classifier" / "head").exists()
+    res = train(data, real_home, real_embedder)  # 4 held-out texts: too few to weigh a head on
+    assert "fewer than 200" in res.manifest["head"]["skipped"]
+    assert res.metrics["n"] == len(TEXTS)  # figures out of fold, on every text
     assert not (real_home / "models" / res.version / "classifier" / "head").exists()

@@ -103,7 +103,9 @@ def train_cmd(
         f"trained {res.version} on {len(rows.texts)} texts, {len(set(rows.labels))} intents in {res.seconds:.1f}s"
     )
     head = res.manifest.get("head")
-    if head:
+    if head and "skipped" in head:
+        typer.echo(f"fine-tuned head: skipped ({head['skipped']})")
+    elif head:
         typer.echo(
             f"fine-tuned head: {head['epochs']} epochs in {head['seconds']:.0f}s on {head['trained_rows']} texts; "
             f"weight {head['weight']:g} chosen on {head['validation_rows']} held-out texts"
