@@ -355,6 +355,7 @@ def train(
                 head_dir,
                 epochs=head_epochs,
                 seed=seed,
+                quantize=getattr(embedder, "quantize", "int8"),
             )
             hl = head.logits(head.embed([states[i] for i in hva]))
         except BaseException:
