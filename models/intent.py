@@ -9,6 +9,9 @@ fitted on validation predictions. Out of scope is decided by a threshold on a sc
 combines the calibrated confidence with the cosine to the nearest training examples of the
 predicted class, chosen on validation predictions (see :func:`choose_oos_threshold`); training
 (``models.train_intent``) gets those from cross-validation, or from a held-out split.
+With enough data, training adds a fine-tuned head (``models/intent_head.py``: the encoder's
+last two layers re-trained on the intents) and predictions are the weighted geometric mean of
+the two models' probabilities (:meth:`IntentClassifier.log_proba`).
 
 Saved without pickle: vocabularies as JSON, weights as ``.npy``.
 """
@@ -16,6 +19,7 @@ Saved without pickle: vocabularies as JSON, weights as ``.npy``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,8 @@ from sklearn.svm import LinearSVC
 
 from deflect.errors import BundleError
 from models.intent_head import OnnxHead, combine
+
+log = logging.getLogger("deflect.intent")
 
 DEFAULT_PARAMS = {
     "word_ngrams": [1, 3],
@@ -279,9 +285,7 @@ class IntentClassifier:
             return emb, mx, head
         if getattr(self.embedder, "trunk_layer", None) != self.head.trunk_layer:
             if not self._head_warned:
-                import logging
-
-                logging.getLogger("deflect.intent").warning(
+                log.warning(
                     "the intent model's head needs the ONNX encoder's trunk output (layer %d); "
                     "predicting with the linear model alone",
                     self.head.trunk_layer,
