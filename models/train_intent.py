@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ from models.intent import (
 from models.intent_head import HEAD_WEIGHTS, choose_head_weight, combine, train_head
 
 HISTORY = "model-history"
+log = logging.getLogger("deflect.train")
 
 
 @dataclass
@@ -358,11 +360,17 @@ def train(
                 quantize=getattr(embedder, "quantize", "int8"),
             )
             hl = head.logits(head.embed([states[i] for i in hva]))
+        except Exception as exc:  # noqa: BLE001 - e.g. an encoder whose layers cannot be copied
+            log.warning("the fine-tuned head could not be trained (%s); training without it", exc)
+            shutil.rmtree(head_dir, ignore_errors=True)
+            head_dir, use_head = None, False
+            head_info = {"skipped": f"it could not be trained: {exc}"}
         except BaseException:
             shutil.rmtree(head_dir, ignore_errors=True)
             if ft_dir is not None:
                 shutil.rmtree(ft_dir, ignore_errors=True)
             raise
+    if use_head:
         t2 = fit_temperature(hl, y_all[hva])
         weight = choose_head_weight(
             dec[pos] / final.temperature,

@@ -191,3 +191,19 @@ def test_without_head_epochs_or_enough_validation_texts_there_is_no_head(real_em
     assert "fewer than 200" in res.manifest["head"]["skipped"]
     assert res.metrics["n"] == len(TEXTS)  # figures out of fold, on every text
     assert not (real_home / "models" / res.version / "classifier" / "head").exists()
+
+
+def test_a_head_that_cannot_be_trained_leaves_a_model_without_it(real_embedder, real_home, monkeypatch):
+    import models.train_intent as T
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("this encoder's layers cannot be copied")
+
+    monkeypatch.setattr(T, "train_head", broken)
+    data = LabeledTexts(TEXTS, LABELS, [""] * len(TEXTS), "tiny", "tiny")
+    res = train(data, real_home, real_embedder, params={"head_min_validation": 0}, promote=True)
+    assert "cannot be copied" in res.manifest["head"]["skipped"]
+    assert res.promoted and res.metrics["n"] == len(TEXTS)  # out of fold, on every text
+    assert not list(real_home.glob(".head-*"))
+    clf, _, _ = load_model(real_home, res.version, real_embedder)
+    assert not clf.uses_head and clf.predict(QUERIES[:1])[0] == "password"
