@@ -193,9 +193,9 @@ class Engine:
         if clf is not None and clf.embedder is not self.embedder:  # a fine-tuned encoder
             emb, mx = self.embedder.encode_views([text])
             own = clf.embedder.encode_views([text])
-        elif clf is not None and clf.uses_head and getattr(self.embedder, "trunk_layer", None) == clf.head.trunk_layer:
-            emb, mx, states = self.embedder.encode_views([text], trunk=True)
-            own = (emb, mx, clf.head.embed(states))
+        elif clf is not None and clf.uses_head:  # one encoder pass gives the views and the head's input
+            own = clf.complete_views([text])
+            emb, mx = own[0], own[1]
         else:
             emb, mx = self.embedder.encode_views([text])
         return emb[0], mx[0], own, model.version if model is not None else None

@@ -155,18 +155,7 @@ class Breakdown:
     pending: int = 0
 
     def to_dict(self) -> dict:
-        closed = self.shown
-        return {
-            "key": self.key,
-            "sessions": self.sessions,
-            "shown": self.shown,
-            "engaged": self.engaged,
-            "deflected": self.deflected,
-            "observed_deflection_rate": _rate(self.deflected, closed),
-            "submitted": self.submitted,
-            "abstained": self.abstained,
-            "pending": self.pending,
-        }
+        return {**self.__dict__, "observed_deflection_rate": _rate(self.deflected, self.shown)}
 
 
 @dataclass

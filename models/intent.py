@@ -321,45 +321,41 @@ class IntentClassifier:
         emb: np.ndarray,
         labels_idx: np.ndarray,
         *,
-        exclude_self: bool = False,
         sims: np.ndarray | None = None,
         batch: int = 1024,
     ) -> np.ndarray:
         """Mean cosine to the ``knn_k`` nearest training examples of each row's predicted class."""
-        sorted_train, starts = self._grouped()
-        ends = np.r_[starts[1:], len(sorted_train)]
-        k = int(self.params["knn_k"])
+        starts, ends = self._class_bounds()
         out = np.empty(len(emb), dtype=np.float32)
         for b, block in self._similarity_batches(emb, sims, batch):
             for r in range(len(block)):
                 c = int(labels_idx[b + r])
-                out[b + r] = self._mean_top_k(block[r, starts[c] : ends[c]], k, exclude_self)
+                out[b + r] = self._mean_top_k(block[r : r + 1, starts[c] : ends[c]])[0]
         return out
 
     def class_knn(self, emb: np.ndarray, *, batch: int = 1024) -> np.ndarray:
         """Per row and class: the mean cosine to the class's ``knn_k`` nearest training
         examples (what :meth:`knn_similarity` gives for one class, for every class)."""
-        sorted_train, starts = self._grouped()
-        ends = np.r_[starts[1:], len(sorted_train)]
-        k = int(self.params["knn_k"])
+        starts, ends = self._class_bounds()
         out = np.zeros((len(emb), len(self.classes_)), dtype=np.float32)
         for b, block in self._similarity_batches(emb, None, batch):
             for c in range(len(self.classes_)):
-                part = block[:, starts[c] : ends[c]]
-                if part.shape[1] > k:
-                    part = np.partition(part, part.shape[1] - k, axis=1)[:, -k:]
-                if part.shape[1]:
-                    out[b : b + len(block), c] = part.mean(axis=1)
+                out[b : b + len(block), c] = self._mean_top_k(block[:, starts[c] : ends[c]])
         return out
 
-    @staticmethod
-    def _mean_top_k(s: np.ndarray, k: int, exclude_self: bool) -> float:
-        if exclude_self:
-            s = s[s < 0.9999]
-        if len(s) == 0:
-            return 0.0
-        top = np.partition(s, max(0, len(s) - k))[-k:] if len(s) > k else s
-        return float(np.mean(top))
+    def _class_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where each class's rows start and end in :meth:`_grouped`'s order."""
+        sorted_train, starts = self._grouped()
+        return starts, np.r_[starts[1:], len(sorted_train)]
+
+    def _mean_top_k(self, s: np.ndarray) -> np.ndarray:
+        """Per row of ``s`` (similarities to one class's examples): the mean of the ``knn_k`` largest."""
+        k = int(self.params["knn_k"])
+        if s.shape[1] == 0:
+            return np.zeros(len(s), dtype=np.float32)
+        if s.shape[1] > k:
+            s = np.partition(s, s.shape[1] - k, axis=1)[:, -k:]
+        return s.mean(axis=1)
 
     def _train_emb32(self) -> np.ndarray:
         # stored as float16 (half the disk); converted once, not on every request

@@ -179,11 +179,10 @@ def _export(module, dim: int, out_dir: Path, weights: np.ndarray, meta: dict, qu
                 dynamo=False,
             )
         if quantize == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+            from models.embedder import quantize_int8
 
-            logging.getLogger("root").setLevel(logging.ERROR)  # quantize_dynamic's pre-processing hint
             quantized = Path(tmp) / "head.int8.onnx"
-            quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True)
+            quantize_int8(path, quantized)
             path = quantized
         os.replace(path, out_dir / "head.onnx")
     np.save(out_dir / "head_weights.npy", weights.astype(np.float32))

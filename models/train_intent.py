@@ -588,12 +588,18 @@ def _promote_if_not_worse(
             "to compare them on (use --force to promote anyway)"
         )
     new_f1, cur_f1 = metrics["macro_f1"], float(cur["validation"]["macro_f1"])
+    return _not_worse(home, version, current, new_f1, cur_f1, "cross-validated macro-F1", "on the same folds")
+
+
+def _not_worse(
+    home: Path, version: str, current: str, new_f1: float, cur_f1: float, metric: str, basis: str
+) -> tuple[bool, str]:
+    """Promote ``version`` if ``new_f1`` is not below ``cur_f1``; the note says how they compare."""
     if new_f1 + 1e-9 >= cur_f1:
         promote_version(home, version)
-        return True, f"promoted: cross-validated macro-F1 {new_f1:.4f} >= current {current} {cur_f1:.4f} (same folds)"
+        return True, f"promoted: {metric} {new_f1:.4f} >= current {current} {cur_f1:.4f} {basis}"
     return False, (
-        f"not promoted: cross-validated macro-F1 {new_f1:.4f} < current {current} {cur_f1:.4f} on the same folds "
-        "(use --force to promote anyway)"
+        f"not promoted: {metric} {new_f1:.4f} < current {current} {cur_f1:.4f} {basis} (use --force to promote anyway)"
     )
 
 
@@ -646,13 +652,7 @@ def maybe_promote(
     except BundleError as exc:
         promote_version(home, version)
         return True, f"promoted (current model {current} unusable: {exc})"
-    if new_f1 + 1e-9 >= cur_f1:
-        promote_version(home, version)
-        return True, f"promoted: macro-F1 {new_f1:.4f} >= current {current} {cur_f1:.4f} on the same validation data"
-    return False, (
-        f"not promoted: macro-F1 {new_f1:.4f} < current {current} {cur_f1:.4f} on the same validation "
-        "data (use --force to promote anyway)"
-    )
+    return _not_worse(home, version, current, new_f1, cur_f1, "macro-F1", "on the same validation data")
 
 
 def _history(home: Path) -> list[str]:
