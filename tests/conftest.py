@@ -112,6 +112,20 @@ def small_kb(tmp_path: Path, extra: dict | None = None) -> Path:
     return write_kb(tmp_path / "kb", arts)
 
 
+@pytest.fixture
+def client(tmp_path, settings, fake_embedder):
+    """The API over :func:`small_kb`, with the test module's ``settings`` fixture."""
+    from fastapi.testclient import TestClient
+
+    from deflect.api.main import create_app
+    from deflect.engine import Engine
+    from kb_ingest.pipeline import ingest
+
+    ingest(small_kb(tmp_path), settings.home, fake_embedder)
+    with TestClient(create_app(settings, engine=Engine(settings, fake_embedder))) as c:
+        yield c
+
+
 class Hammer:
     """Clients posting the same suggest request from several threads until stopped.
 

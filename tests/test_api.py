@@ -10,21 +10,9 @@ from kb_ingest.pipeline import ingest
 from tests.conftest import Hammer, small_kb
 
 
-def make_kb(tmp_path, extra: dict | None = None):
-    return small_kb(tmp_path, extra)
-
-
 @pytest.fixture
 def settings(home):
     return Settings(home=home, min_score=0.1, reload_interval=0.0, cors_origins=["https://shop.example"])
-
-
-@pytest.fixture
-def client(tmp_path, settings, fake_embedder):
-    ingest(make_kb(tmp_path), settings.home, fake_embedder)
-    app = create_app(settings, engine=Engine(settings, fake_embedder))
-    with TestClient(app) as c:
-        yield c
 
 
 def test_suggest_returns_contract(client):
@@ -52,7 +40,7 @@ def test_suggest_returns_contract(client):
 
 def test_low_confidence_abstains_with_reason(tmp_path, home, fake_embedder):
     s = Settings(home=home, min_score=0.99, reload_interval=0.0)
-    ingest(make_kb(tmp_path), home, fake_embedder)
+    ingest(small_kb(tmp_path), home, fake_embedder)
     with TestClient(create_app(s, engine=Engine(s, fake_embedder))) as c:
         body = c.post("/v1/suggest", json={"description": "something about weather"}).json()
     assert body["abstained"] is True and body["reason"] == "low_confidence" and body["suggestions"] == []
@@ -135,7 +123,7 @@ def test_health_and_readiness(tmp_path, home, fake_embedder):
         assert c.get("/readyz").status_code == 503
         r = c.post("/v1/suggest", json={"subject": "password"})
         assert r.status_code == 503 and "deflect ingest" in r.json()["message"]
-        ingest(make_kb(tmp_path), home, fake_embedder)
+        ingest(small_kb(tmp_path), home, fake_embedder)
         deadline = time.time() + 5
         while c.get("/readyz").status_code != 200 and time.time() < deadline:
             time.sleep(0.05)
@@ -155,14 +143,14 @@ def test_cors_allow_list(client):
 
 
 def test_new_index_is_picked_up_without_restart_and_without_failing_requests(tmp_path, settings, fake_embedder):
-    v1 = ingest(make_kb(tmp_path), settings.home, fake_embedder).version
+    v1 = ingest(small_kb(tmp_path), settings.home, fake_embedder).version
     engine = Engine(settings, fake_embedder)
     app = create_app(settings, engine=engine)
     with TestClient(app) as c:
         with Hammer(c, {"description": "webhook api key"}, "index_version") as h:
             versions = [v1]
             for i in range(3):
-                kb = make_kb(tmp_path, {f"new{i}": (f"Webhook api key {i}", "Create a webhook and api key.")})
+                kb = small_kb(tmp_path, {f"new{i}": (f"Webhook api key {i}", "Create a webhook and api key.")})
                 versions.append(ingest(kb, settings.home, fake_embedder).version)
                 time.sleep(0.3)
             h.wait_for(versions[-1])

@@ -25,21 +25,9 @@ from tests.conftest import ROOT, small_kb
 TS = "2026-11-23T10:15:02.120Z"
 
 
-def make_kb(tmp_path):
-    return small_kb(tmp_path)
-
-
 @pytest.fixture
 def settings(home):
     return Settings(home=home, min_score=0.1, reload_interval=0.0, control_share=0.0)
-
-
-@pytest.fixture
-def client(tmp_path, settings, fake_embedder):
-    ingest(make_kb(tmp_path), settings.home, fake_embedder)
-    app = create_app(settings, engine=Engine(settings, fake_embedder))
-    with TestClient(app) as c:
-        yield c
 
 
 def stored(settings):
@@ -145,7 +133,7 @@ def test_each_suggest_call_is_recorded_with_the_query_redacted(client, settings)
 
 def test_recording_can_be_turned_off(tmp_path, home, fake_embedder):
     s = Settings(home=home, min_score=0.1, reload_interval=0.0, record_suggestions=False)
-    ingest(make_kb(tmp_path), home, fake_embedder)
+    ingest(small_kb(tmp_path), home, fake_embedder)
     with TestClient(create_app(s, engine=Engine(s, fake_embedder))) as c:
         assert c.post("/v1/suggest", json={"description": "reset password", "session_id": "s1"}).status_code == 200
         c.app.state.recorder.flush()
@@ -154,7 +142,7 @@ def test_recording_can_be_turned_off(tmp_path, home, fake_embedder):
 
 def test_control_group_sees_nothing_but_what_it_would_have_seen_is_recorded(tmp_path, home, fake_embedder):
     s = Settings(home=home, min_score=0.1, reload_interval=0.0, control_share=0.5, control_salt="t")
-    ingest(make_kb(tmp_path), home, fake_embedder)
+    ingest(small_kb(tmp_path), home, fake_embedder)
     sessions = [f"sess-{i}" for i in range(40)]
     with TestClient(create_app(s, engine=Engine(s, fake_embedder))) as c:
         got = {}
@@ -185,7 +173,7 @@ def test_control_share_is_close_to_the_setting():
 
 def test_events_get_503_when_the_store_cannot_be_opened(tmp_path, home, fake_embedder):
     s = Settings(home=home, reload_interval=0.0, database_url="postgresql://nobody@127.0.0.1:1/none")
-    ingest(make_kb(tmp_path), home, fake_embedder)
+    ingest(small_kb(tmp_path), home, fake_embedder)
     with TestClient(create_app(s, engine=Engine(s, fake_embedder))) as c:
         r = c.post("/v1/events", json={"events": [event(1)]})
         assert r.status_code == 503 and "cannot connect" in r.json()["message"]
