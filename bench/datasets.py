@@ -7,7 +7,7 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from eval.queries import LabeledQuery
+from deflect.eval.queries import LabeledQuery
 
 SHARED = Path(os.environ.get("DEFLECT_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 

@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from deflect.eval.classification import accuracy, macro_f1, oos_auroc
+from deflect.models.intent import ENCODE_BATCH
+from deflect.models.train_intent import LabeledTexts, train
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from bench.datasets import SHARED
-from eval.classification import accuracy, macro_f1, oos_auroc
-from models.intent import ENCODE_BATCH
-from models.train_intent import LabeledTexts, train
 
 PUBLISHED = 0.9336  # Casanueva et al. 2020, USE+ConveRT, full training data
 
@@ -69,7 +69,7 @@ def run(
         "these figures"
     )
     secs = time.perf_counter() - t0
-    from models.train_intent import load_model
+    from deflect.models.train_intent import load_model
 
     clf, _, _ = load_model(home, res.version, embedder)
     pred = clf.predict(Xte, views=views(clf))
@@ -157,12 +157,13 @@ def demo_effects(ingest_embedder, query_embedder, work: Path, row, notes: list[s
 
     Every configuration runs the real engine on the 348 labeled demo queries; the model is
     trained on examples/intents.csv (written separately from the queries)."""
+    from deflect.eval.metrics import mrr_at_k, recall_at_k
+    from deflect.eval.queries import load_queries
+    from deflect.kb_ingest.pipeline import ingest
+    from deflect.models.train_intent import load_labeled_texts
+
     from deflect.config import Settings
     from deflect.engine import Engine, SuggestQuery
-    from eval.metrics import mrr_at_k, recall_at_k
-    from eval.queries import load_queries
-    from kb_ingest.pipeline import ingest
-    from models.train_intent import load_labeled_texts
 
     root = Path(__file__).resolve().parents[1] / "examples"
     home = work / "demo-intent-home"

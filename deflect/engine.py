@@ -16,11 +16,11 @@ from pathlib import Path
 from deflect.config import Settings
 from deflect.errors import BundleError, NotReadyError
 from deflect.experiment import CONTROL, assign_variant
+from deflect.models import bundle as B
+from deflect.models.documents import Suggestion
+from deflect.models.index_bundle import IndexBundle
+from deflect.models.retrieval import rank_articles
 from deflect.tuning import TuningCache
-from models import bundle as B
-from models.documents import Suggestion
-from models.index_bundle import IndexBundle
-from models.retrieval import rank_articles
 
 log = logging.getLogger("deflect.engine")
 
@@ -147,7 +147,7 @@ class Engine:
     """Turns a :class:`SuggestQuery` into a :class:`SuggestResult`."""
 
     def __init__(self, settings: Settings, embedder=None) -> None:
-        from models.embedder import load_embedder
+        from deflect.models.embedder import load_embedder
 
         self.settings = settings
         self.embedder = embedder if embedder is not None else load_embedder(settings)
@@ -175,7 +175,7 @@ class Engine:
         return float(tuned["threshold"])
 
     def _load_model(self, version: str) -> LoadedModel:
-        from models.train_intent import load_model
+        from deflect.models.train_intent import load_model
 
         clf, manifest, links = load_model(Path(self.settings.home), version, self.embedder)
         return LoadedModel(version, clf, manifest, links)

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from eval.classification import accuracy, expected_calibration_error, macro_f1, oos_auroc, per_class
+from deflect.eval.classification import accuracy, expected_calibration_error, macro_f1, oos_auroc, per_class
 
 
 def reliability_bins(confidence: Sequence[float], correct: Sequence[bool], bins: int = 10) -> list[dict]:
@@ -80,11 +79,10 @@ def evaluate_intents(
     seed: int = 0,
 ) -> dict:
     """The model and both baselines on the test file, with the figures ``deflect eval intent`` reports."""
+    from deflect.models.train_intent import load_labeled_texts, load_model, train
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
-
-    from models.train_intent import load_labeled_texts, load_model, train
 
     tr = load_labeled_texts(train_path, text_col=text_col, label_col=label_col)
     te = load_labeled_texts(test_path, text_col=text_col, label_col=label_col)

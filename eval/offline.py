@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from eval.metrics import CurvePoint, precision_coverage, recall_at_k, threshold_for_precision
-from eval.queries import LabeledQuery
-from eval.retrieval import rank_queries, retrieval_metrics
+from deflect.eval.metrics import CurvePoint, precision_coverage, recall_at_k, threshold_for_precision
+from deflect.eval.queries import LabeledQuery
+from deflect.eval.retrieval import rank_queries, retrieval_metrics
 
 
 @dataclass

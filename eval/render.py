@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eval.charts import e, fmt, line_chart, page, reliability_chart, table
+from deflect.eval.charts import e, fmt, line_chart, page, reliability_chart, table
 
 METRICS = ["recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10"]
 

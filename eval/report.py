@@ -12,7 +12,7 @@ import io
 import json
 from collections.abc import Callable
 
-from eval.charts import CSS, e
+from deflect.eval.charts import CSS, e
 
 DEFINITIONS = [
     ("Shown", "the widget reported suggestions_shown; the attribution window starts there."),
@@ -42,7 +42,7 @@ def build_report(
 ) -> dict:
     """The report: the measured figures plus content-gap themes (``vectors`` groups them by
     meaning) and article titles (``titles``: article id -> title, from the current index)."""
-    from eval.themes import themes
+    from deflect.eval.themes import themes
 
     gaps = measured.get("gap_queries", [])
     out = {k: v for k, v in measured.items() if k != "gap_queries"}

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from eval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
-from models.retrieval import rank_articles
+from deflect.eval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from deflect.models.retrieval import rank_articles
 
 
 @dataclass

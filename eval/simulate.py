@@ -29,13 +29,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from deflect.eval.queries import LabeledQuery
 
 from deflect.engine import SuggestQuery, SuggestResult
 from deflect.errors import InvalidInputError
 from deflect.events import suggest_record
 from deflect.experiment import CONTROL, assign_variant
 from deflect.store.base import Event, EventStore, SuggestRecord
-from eval.queries import LabeledQuery
 
 
 @dataclass

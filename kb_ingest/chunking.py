@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kb_ingest.clean import Section
-from models.documents import Chunk
+from deflect.kb_ingest.clean import Section
+from deflect.models.documents import Chunk
 
 TokenSpans = Callable[[str], list[tuple[int, int]]]
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from deflect.kb_ingest.chunking import chunk_sections
+from deflect.kb_ingest.sources import Parsed, Skipped, read_source
+from deflect.models.documents import Article, Chunk
+from deflect.models.index_bundle import IndexBundle, load_current, write_index_bundle
 
 from deflect.errors import BundleError, IngestError, NotReadyError
-from kb_ingest.chunking import chunk_sections
-from kb_ingest.sources import Parsed, Skipped, read_source
-from models.documents import Article, Chunk
-from models.index_bundle import IndexBundle, load_current, write_index_bundle
 
 
 @dataclass

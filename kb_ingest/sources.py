@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
-from deflect.errors import IngestError
-from kb_ingest.clean import (
+from deflect.kb_ingest.clean import (
     Section,
     html_to_sections,
     looks_like_html,
@@ -27,7 +25,9 @@ from kb_ingest.clean import (
     sections_to_text,
     text_to_sections,
 )
-from models.documents import Article
+from deflect.models.documents import Article
+
+from deflect.errors import IngestError
 
 FORMATS = ("auto", "markdown", "html", "csv", "jsonl", "zendesk")
 MD_EXT = {".md", ".markdown", ".mdx"}

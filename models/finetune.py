@@ -44,9 +44,8 @@ def finetune_encoder(
     """Adapt the encoder at ``model_dir`` to ``labels`` and save it to ``out_dir``."""
     import torch
     import transformers
+    from deflect.models.embedder import cpu_has_bf16
     from sentence_transformers import SentenceTransformer
-
-    from models.embedder import cpu_has_bf16
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from deflect.models.intent_head import OnnxHead, combine
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
 from deflect.errors import BundleError
-from models.intent_head import OnnxHead, combine
 
 log = logging.getLogger("deflect.intent")
 

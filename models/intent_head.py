@@ -179,7 +179,7 @@ def _export(module, dim: int, out_dir: Path, weights: np.ndarray, meta: dict, qu
                 dynamo=False,
             )
         if quantize == "int8":
-            from models.embedder import quantize_int8
+            from deflect.models.embedder import quantize_int8
 
             quantized = Path(tmp) / "head.int8.onnx"
             quantize_int8(path, quantized)

@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from deflect.errors import BundleError, InvalidInputError, NotReadyError
-from eval.classification import accuracy, expected_calibration_error, macro_f1, oos_auroc, per_class
-from models import bundle as B
-from models.intent import (
+from deflect.eval.classification import accuracy, expected_calibration_error, macro_f1, oos_auroc, per_class
+from deflect.models import bundle as B
+from deflect.models.intent import (
     DEFAULT_PARAMS,
     ENCODE_BATCH,
     NN_WEIGHTS,
@@ -30,7 +28,9 @@ from models.intent import (
     choose_oos_threshold,
     fit_temperature,
 )
-from models.intent_head import HEAD_WEIGHTS, choose_head_weight, combine, train_head
+from deflect.models.intent_head import HEAD_WEIGHTS, choose_head_weight, combine, train_head
+
+from deflect.errors import BundleError, InvalidInputError, NotReadyError
 
 HISTORY = "model-history"
 log = logging.getLogger("deflect.train")
@@ -250,8 +250,8 @@ def train(
     encoder_info = None
     ft_dir = None
     if finetune:
-        from models.embedder import OnnxEmbedder
-        from models.finetune import finetune_encoder
+        from deflect.models.embedder import OnnxEmbedder
+        from deflect.models.finetune import finetune_encoder
 
         if not hasattr(embedder, "model_dir"):
             raise InvalidInputError("--finetune needs a sentence-transformers model (not the test fake)")
@@ -614,7 +614,7 @@ def load_model(home: Path, version: str, embedder) -> tuple[IntentClassifier, di
     B.check_embedder(manifest, embedder, path)
     own = embedder
     if (manifest.get("encoder") or {}).get("finetuned"):
-        from models.embedder import OnnxEmbedder
+        from deflect.models.embedder import OnnxEmbedder
 
         own = OnnxEmbedder(path / "encoder", Path(home) / "onnx", quantize=getattr(embedder, "quantize", "int8"))
         if own.fingerprint != manifest["encoder"]["fingerprint"]:

@@ -41,7 +41,7 @@ KEYWORDS = [
 
 @pytest.fixture
 def fake_embedder():
-    from models.embedder import KeywordEmbedder
+    from deflect.models.embedder import KeywordEmbedder
 
     return KeywordEmbedder(KEYWORDS)
 
@@ -61,8 +61,9 @@ def onnx_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_embedder(onnx_cache):
+    from deflect.models.embedder import OnnxEmbedder
+
     from deflect.config import default_model_path
-    from models.embedder import OnnxEmbedder
 
     return OnnxEmbedder(default_model_path(), onnx_cache, quantize="int8", threads=1, parallel=2)
 
@@ -77,7 +78,7 @@ def real_home(home, onnx_cache) -> Path:
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory, real_embedder, onnx_cache) -> Path:
     """The demo knowledge base ingested once with the real model."""
-    from kb_ingest.pipeline import ingest
+    from deflect.kb_ingest.pipeline import ingest
 
     h = tmp_path_factory.mktemp("demo-home")
     (h / "onnx").symlink_to(onnx_cache, target_is_directory=True)
@@ -115,11 +116,11 @@ def small_kb(tmp_path: Path, extra: dict | None = None) -> Path:
 @pytest.fixture
 def client(tmp_path, settings, fake_embedder):
     """The API over :func:`small_kb`, with the test module's ``settings`` fixture."""
+    from deflect.kb_ingest.pipeline import ingest
     from fastapi.testclient import TestClient
 
     from deflect.api.main import create_app
     from deflect.engine import Engine
-    from kb_ingest.pipeline import ingest
 
     ingest(small_kb(tmp_path), settings.home, fake_embedder)
     with TestClient(create_app(settings, engine=Engine(settings, fake_embedder))) as c:

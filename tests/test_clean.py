@@ -1,4 +1,4 @@
-from kb_ingest.clean import html_to_sections, looks_like_html, markdown_to_sections, sections_to_text
+from deflect.kb_ingest.clean import html_to_sections, looks_like_html, markdown_to_sections, sections_to_text
 
 HTML = """<html><head><title>Doc title</title><style>.x{color:red}</style><script>var a = 1;</script></head>
 <body><nav><a href="/">Home</a> &gt; <a href="/help">Help</a></nav>

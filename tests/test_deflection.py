@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from deflect.eval.deflection import diff_of_proportions, measure
 
 from deflect.store.base import Event, SuggestRecord
-from eval.deflection import diff_of_proportions, measure
 
 T = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

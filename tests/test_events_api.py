@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from deflect.kb_ingest.pipeline import ingest
 from fastapi.testclient import TestClient
 
 from deflect.api.main import create_app
@@ -19,7 +20,6 @@ from deflect.config import Settings
 from deflect.engine import Engine
 from deflect.experiment import assign_variant
 from deflect.store import open_store
-from kb_ingest.pipeline import ingest
 from tests.conftest import ROOT, small_kb
 
 TS = "2026-11-23T10:15:02.120Z"
@@ -206,7 +206,7 @@ import sys, uvicorn
 from deflect.api.main import create_app
 from deflect.config import Settings
 from deflect.engine import Engine
-from models.embedder import KeywordEmbedder
+from deflect.models.embedder import KeywordEmbedder
 s = Settings(home=sys.argv[1], reload_interval=3600)
 uvicorn.run(create_app(s, engine=Engine(s, KeywordEmbedder(["password"]))), host="127.0.0.1",
             port=int(sys.argv[2]), log_level="warning")

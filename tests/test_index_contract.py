@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from models.lexical import BM25Index
-from models.vector_index import FaissIndex, build_index
+from deflect.models.lexical import BM25Index
+from deflect.models.vector_index import FaissIndex, build_index
 
 
 def unit(rng, n, d=16):

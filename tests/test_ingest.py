@@ -2,12 +2,12 @@ import json
 
 import numpy as np
 import pytest
+from deflect.kb_ingest.pipeline import ingest
+from deflect.models import bundle as B
+from deflect.models.embedder import KeywordEmbedder
+from deflect.models.index_bundle import IndexBundle, load_current
 
 from deflect.errors import BundleError, IngestError, NotReadyError
-from kb_ingest.pipeline import ingest
-from models import bundle as B
-from models.embedder import KeywordEmbedder
-from models.index_bundle import IndexBundle, load_current
 from tests.conftest import write
 
 

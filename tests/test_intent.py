@@ -3,17 +3,11 @@ import time
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
-
-from deflect.api.main import create_app
-from deflect.config import Settings
-from deflect.engine import Engine, SuggestQuery
-from deflect.errors import BundleError, InvalidInputError, NotReadyError
-from kb_ingest.pipeline import ingest
-from models import bundle as B
-from models.embedder import KeywordEmbedder
-from models.intent import IntentClassifier, choose_oos_threshold
-from models.train_intent import (
+from deflect.kb_ingest.pipeline import ingest
+from deflect.models import bundle as B
+from deflect.models.embedder import KeywordEmbedder
+from deflect.models.intent import IntentClassifier, choose_oos_threshold
+from deflect.models.train_intent import (
     kfold,
     load_labeled_texts,
     load_model,
@@ -22,6 +16,12 @@ from models.train_intent import (
     rollback,
     train,
 )
+from fastapi.testclient import TestClient
+
+from deflect.api.main import create_app
+from deflect.config import Settings
+from deflect.engine import Engine, SuggestQuery
+from deflect.errors import BundleError, InvalidInputError, NotReadyError
 from tests.conftest import Hammer, write, write_kb
 
 INTENTS = {

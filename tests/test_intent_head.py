@@ -7,13 +7,13 @@ import logging
 
 import numpy as np
 import pytest
+from deflect.models.intent import IntentClassifier
+from deflect.models.intent_head import OnnxHead, choose_head_weight, combine, train_head
+from deflect.models.train_intent import LabeledTexts, load_labeled_texts, load_model, train
 
 from deflect.config import Settings
 from deflect.engine import Engine
 from deflect.errors import BundleError
-from models.intent import IntentClassifier
-from models.intent_head import OnnxHead, choose_head_weight, combine, train_head
-from models.train_intent import LabeledTexts, load_labeled_texts, load_model, train
 from tests.conftest import DEMO_KB
 
 INTENTS = {
@@ -194,7 +194,7 @@ def test_without_head_epochs_or_enough_validation_texts_there_is_no_head(real_em
 
 
 def test_a_head_that_cannot_be_trained_leaves_a_model_without_it(real_embedder, real_home, monkeypatch):
-    import models.train_intent as T
+    import deflect.models.train_intent as T
 
     def broken(*args, **kwargs):
         raise RuntimeError("this encoder's layers cannot be copied")

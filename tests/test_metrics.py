@@ -1,8 +1,7 @@
 import math
 
 import pytest
-
-from eval.metrics import (
+from deflect.eval.metrics import (
     abstention,
     mrr_at_k,
     ndcg_at_k,

@@ -7,10 +7,10 @@ import json
 import math
 
 import pytest
+from deflect.eval.offline import Answer, compare_reports, curve_of, estimate_deflection, flatten, tune_thresholds
 from typer.testing import CliRunner
 
 from deflect.cli.main import app
-from eval.offline import Answer, compare_reports, curve_of, estimate_deflection, flatten, tune_thresholds
 from tests.conftest import DEMO_KB, DEMO_QUERIES
 
 runner = CliRunner()
@@ -160,9 +160,10 @@ def test_eval_deflection_and_compare(trained_home, tmp_path):
 
 @pytest.mark.slow
 def test_tune_writes_thresholds_the_engine_uses(trained_home):
+    from deflect.models import bundle as B
+
     from deflect.config import Settings
     from deflect.engine import Engine
-    from models import bundle as B
 
     engine = Engine(Settings(home=trained_home, reload_interval=0.0))
     bundle = engine.index.get()
@@ -195,7 +196,7 @@ def test_tune_writes_thresholds_the_engine_uses(trained_home):
 
 
 def test_reliability_bins_and_confused_pairs_by_hand():
-    from eval.intent_eval import confused_pairs, reliability_bins
+    from deflect.eval.intent_eval import confused_pairs, reliability_bins
 
     bins = reliability_bins([0.05, 0.15, 0.95, 1.0, 0.92], [False, True, True, True, False], bins=10)
     assert bins[0] == {"lo": 0.0, "hi": 0.1, "count": 1, "confidence": 0.05, "accuracy": 0.0}

@@ -28,7 +28,7 @@ def engine_for(home: Path | None, kb: str | None, index: str | None):
     """An engine on ``--index current`` (the home's index) or on ``--kb SOURCE`` ingested
     into a temporary home that shares this home's intent models and ONNX cache."""
     from deflect.engine import Engine
-    from models import bundle as B
+    from deflect.models import bundle as B
 
     settings = settings_for(home)
     if (kb is None) == (index is None):
@@ -38,8 +38,8 @@ def engine_for(home: Path | None, kb: str | None, index: str | None):
             raise InvalidInputError(f"--index: only 'current' is supported, got {index!r}", field="index")
         yield Engine(settings)
         return
-    from kb_ingest.pipeline import ingest
-    from models.embedder import load_embedder
+    from deflect.kb_ingest.pipeline import ingest
+    from deflect.models.embedder import load_embedder
 
     real = Path(settings.home)
     real.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def _f(v, d: int = 3) -> str:
 
 
 def _load_queries(path: Path):
-    from eval.queries import load_queries
+    from deflect.eval.queries import load_queries
 
     qs = load_queries(path)
     return qs, [q.relevant for q in qs]
@@ -100,8 +100,8 @@ def eval_retrieval(
     home: HomeOpt = None,
 ) -> None:
     """Recall@k, MRR, nDCG and the precision/coverage curve: lexical, dense and the default engine."""
-    from eval.offline import evaluate_retrieval
-    from eval.render import retrieval_html
+    from deflect.eval.offline import evaluate_retrieval
+    from deflect.eval.render import retrieval_html
 
     qs, _ = _load_queries(queries)
     with engine_for(home, kb, index) as engine:
@@ -145,9 +145,9 @@ def eval_intent(
     home: HomeOpt = None,
 ) -> None:
     """Accuracy, macro-F1, per intent, confusions, out of scope and calibration, beside two baselines."""
-    from eval.intent_eval import evaluate_intents
-    from eval.render import intent_html
-    from models.embedder import load_embedder
+    from deflect.eval.intent_eval import evaluate_intents
+    from deflect.eval.render import intent_html
+    from deflect.models.embedder import load_embedder
 
     settings = settings_for(home)
     rep = evaluate_intents(
@@ -192,8 +192,8 @@ def eval_deflection(
     home: HomeOpt = None,
 ) -> None:
     """Before launch: at each threshold, who would see the right article first, a wrong one, or nothing."""
-    from eval.offline import DEFLECTION_ASSUMPTIONS, engine_answers, estimate_deflection
-    from eval.render import deflection_html
+    from deflect.eval.offline import DEFLECTION_ASSUMPTIONS, engine_answers, estimate_deflection
+    from deflect.eval.render import deflection_html
 
     qs, rel = _load_queries(queries)
     with engine_for(home, kb, index if (index or kb) else "current") as engine:
@@ -234,7 +234,7 @@ def eval_compare(
     all_rows: Annotated[bool, typer.Option("--all", help="Also rows that did not change.")] = False,
 ) -> None:
     """Two evaluation runs side by side, with the differences (B - A)."""
-    from eval.offline import compare_reports
+    from deflect.eval.offline import compare_reports
 
     reports = []
     for p in (a, b):
@@ -274,8 +274,8 @@ def tune_cmd(
 ) -> None:
     """Choose the suggestion threshold from labeled queries and write it into the current index."""
     from deflect.engine import Engine
+    from deflect.eval.offline import engine_answers, tune_thresholds
     from deflect.tuning import read_tuning, remove_tuning, write_tuning
-    from eval.offline import engine_answers, tune_thresholds
 
     engine = Engine(settings_for(home))
     bundle = engine.index.get()

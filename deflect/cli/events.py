@@ -99,8 +99,8 @@ def report_cmd(
     ] = "meaning",
 ) -> None:
     """The deflection report: observed and incremental deflection, by intent, article and day, content gaps."""
-    from eval.deflection import measure
-    from eval.report import build_report, to_csv, to_html, to_json
+    from deflect.eval.deflection import measure
+    from deflect.eval.report import build_report, to_csv, to_html, to_json
 
     if fmt not in ("html", "json", "csv"):
         raise InvalidInputError(f"--format: {fmt!r}; use html, json or csv", field="format")
@@ -124,7 +124,7 @@ def report_cmd(
             store.close()
     vectors = None
     if themes_by == "meaning":
-        from models.embedder import load_embedder
+        from deflect.models.embedder import load_embedder
 
         emb = load_embedder(settings)
         vectors = emb.encode
@@ -150,8 +150,8 @@ def report_cmd(
 
 def _titles(home: Path) -> dict[str, str]:
     """Article id -> title from the current index (empty when there is none)."""
-    from models import bundle as B
-    from models.index_bundle import read_articles
+    from deflect.models import bundle as B
+    from deflect.models.index_bundle import read_articles
 
     version = B.read_pointer(home, "index")
     if version is None:
@@ -296,8 +296,8 @@ def simulate_cmd(
 ) -> None:
     """Write simulated sessions (real engine answers, known true effect) into the event store."""
     from deflect.engine import Engine
-    from eval.queries import load_queries
-    from eval.simulate import simulate
+    from deflect.eval.queries import load_queries
+    from deflect.eval.simulate import simulate
 
     qs = load_queries(queries)
     settings = settings_for(home, database_url=database_url)

@@ -22,8 +22,8 @@ def ingest_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Ingest a knowledge base: embed new and changed articles, drop deleted ones, swap the index in."""
-    from kb_ingest.pipeline import ingest
-    from models.embedder import load_embedder
+    from deflect.kb_ingest.pipeline import ingest
+    from deflect.models.embedder import load_embedder
 
     settings = settings_for(home)
     embedder = load_embedder(settings, purpose="ingest")

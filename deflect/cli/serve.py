@@ -88,7 +88,7 @@ def index_info(
 ) -> None:
     """Version, counts, embedder and creation time of an index bundle."""
     from deflect.errors import NotReadyError
-    from models import bundle as B
+    from deflect.models import bundle as B
 
     settings = settings_for(home)
     version = version or B.read_pointer(settings.home, "index")
@@ -110,7 +110,7 @@ def index_info(
 @friendly
 def index_list(home: HomeOpt = None) -> None:
     """Index versions on disk, the current one marked."""
-    from models import bundle as B
+    from deflect.models import bundle as B
 
     settings = settings_for(home)
     cur = B.read_pointer(settings.home, "index")

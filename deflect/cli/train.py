@@ -64,8 +64,8 @@ def train_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train an intent model from labeled texts, validate it, and write a new model bundle."""
-    from models.embedder import load_embedder
-    from models.train_intent import load_labeled_texts, train
+    from deflect.models.embedder import load_embedder
+    from deflect.models.train_intent import load_labeled_texts, train
 
     settings = settings_for(home)
     rows = load_labeled_texts(data, text_col, label_col)
@@ -119,7 +119,7 @@ def train_cmd(
 @friendly
 def models_list(home: HomeOpt = None) -> None:
     """Model versions on disk, the current one marked with *."""
-    from models import bundle as B
+    from deflect.models import bundle as B
 
     settings = settings_for(home)
     cur = B.read_pointer(settings.home, "model")
@@ -142,7 +142,7 @@ def models_show(
 ) -> None:
     """The manifest of a model: labels, threshold, validation metrics, data and embedder."""
     from deflect.errors import NotReadyError
-    from models import bundle as B
+    from deflect.models import bundle as B
 
     settings = settings_for(home)
     if version == "current":
@@ -158,7 +158,7 @@ def models_promote(
     version: Annotated[str, typer.Argument(help="The model version to make current.")], home: HomeOpt = None
 ) -> None:
     """Make VERSION the current model (the API picks it up without a restart)."""
-    from models.train_intent import promote_version
+    from deflect.models.train_intent import promote_version
 
     settings = settings_for(home)
     promote_version(settings.home, version)
@@ -169,7 +169,7 @@ def models_promote(
 @friendly
 def models_rollback(home: HomeOpt = None) -> None:
     """Go back to the model that was current before the current one."""
-    from models.train_intent import rollback
+    from deflect.models.train_intent import rollback
 
     settings = settings_for(home)
     typer.echo(f"rolled back: {rollback(settings.home)} is now the current model")
