@@ -8,14 +8,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from deflect.eval.classification import accuracy, macro_f1, oos_auroc
-from deflect.models.intent import ENCODE_BATCH
-from deflect.models.train_intent import LabeledTexts, train
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from bench.datasets import SHARED
+from deflect.models.classification_metrics import accuracy, macro_f1, oos_auroc
+from deflect.models.encoding import ENCODE_BATCH, encode_queries
+from deflect.models.labeled import LabeledTexts
+from deflect.models.training import TrainOptions, train
 
 PUBLISHED = 0.9336  # Casanueva et al. 2020, USE+ConveRT, full training data
 
@@ -33,13 +34,9 @@ def run(
     root = SHARED / "banking77"
     Xtr, ytr = _load(root / "train.csv")
     Xte, yte = _load(root / "test.csv")
-    # test texts encoded one at a time, as serving encodes a query (models.intent.ENCODE_BATCH)
-    trunk = getattr(embedder, "trunk_layer", None) is not None
-    te = embedder.encode_views(Xte, batch_size=ENCODE_BATCH, trunk=trunk)
-    te_emb, te_mx = te[0], te[1]
-
-    def views(clf):
-        return (te_emb, te_mx, clf.head.embed(te[2]) if clf.uses_head else None)
+    # test texts encoded one at a time, as serving encodes a query (models.encoding.ENCODE_BATCH),
+    # through the server's own function, for each model
+    te_emb = embedder.encode(Xte, batch_size=ENCODE_BATCH)
 
     # baselines, same run
     t0 = time.perf_counter()
@@ -59,7 +56,7 @@ def run(
     # default mode, through the same function as `deflect train`
     t0 = time.perf_counter()
     data = LabeledTexts(Xtr, ytr, [""] * len(Xtr), "banking77", str(root / "train.csv"))
-    res = train(data, home, embedder, cv_folds=5, seed=seed)
+    res = train(data, home, embedder, TrainOptions(cv_folds=5, seed=seed))
     notes.append(
         "banking77: models are fit on the whole training set; temperature, out-of-scope threshold and validation "
         "figures come from 5-fold cross-validation on it (out-of-fold predictions); the fine-tuned head is trained "
@@ -69,14 +66,15 @@ def run(
         "these figures"
     )
     secs = time.perf_counter() - t0
-    from deflect.models.train_intent import load_model
+    from deflect.models.registry import load_model
 
-    clf, _, _ = load_model(home, res.version, embedder)
-    pred = clf.predict(Xte, views=views(clf))
+    model = load_model(home, res.version, embedder)
+    clf, encoding = model.classifier, encode_queries(embedder, Xte, model)
+    pred = clf.predict(Xte, encoding=encoding)
     head = res.manifest.get("head") or {}
     row("banking77", "default classifier", "accuracy", accuracy(yte, pred), base, ">= 0.945")
     weight, clf.head_weight = clf.head_weight, 0.0
-    alone = clf.predict(Xte, views=(te_emb, te_mx))
+    alone = clf.predict(Xte, encoding=encoding)  # weight 0: the head's input is not read
     clf.head_weight = weight
     row(
         "banking77",
@@ -99,9 +97,11 @@ def run(
 
     # --finetune: the encoder adapted to the training split, bounded by a time budget
     t0 = time.perf_counter()
-    res = train(data, home, embedder, val_split=0.1, seed=seed, finetune=True, time_budget_s=finetune_budget_s)
+    res = train(
+        data, home, embedder, TrainOptions(val_split=0.1, seed=seed, finetune=True, time_budget_s=finetune_budget_s)
+    )
     secs = time.perf_counter() - t0
-    clf, _, _ = load_model(home, res.version, embedder)
+    clf = load_model(home, res.version, embedder).classifier
     pred = clf.predict(Xte)  # encodes with the fine-tuned encoder (ONNX int8)
     enc = res.manifest["encoder"]
     row("banking77", "--finetune", "accuracy", accuracy(yte, pred), base, "")
@@ -123,9 +123,10 @@ def run(
     data = LabeledTexts(
         [Xtr[i] for i in keep], [ytr[i] for i in keep], [""] * len(keep), "b77-57", "banking77 (57 intents)"
     )
-    res = train(data, home, embedder, cv_folds=5, seed=seed)
-    clf, _, _ = load_model(home, res.version, embedder)
-    preds = clf.predict_intents(Xte, views=views(clf))
+    res = train(data, home, embedder, TrainOptions(cv_folds=5, seed=seed))
+    model = load_model(home, res.version, embedder)
+    clf = model.classifier
+    preds = model.predict(Xte, encode_queries(embedder, Xte, model))
     held_in = [i for i, y in enumerate(yte) if y not in out]
     held = [i for i, y in enumerate(yte) if y in out]
     in_acc = float(np.mean([preds[i].label == yte[i] and not preds[i].out_of_scope for i in held_in]))
@@ -157,19 +158,18 @@ def demo_effects(ingest_embedder, query_embedder, work: Path, row, notes: list[s
 
     Every configuration runs the real engine on the 348 labeled demo queries; the model is
     trained on examples/intents.csv (written separately from the queries)."""
+    from deflect.config import Settings
+    from deflect.engine import Engine, SuggestQuery
     from deflect.eval.metrics import mrr_at_k, recall_at_k
     from deflect.eval.queries import load_queries
     from deflect.kb_ingest.pipeline import ingest
-    from deflect.models.train_intent import load_labeled_texts
-
-    from deflect.config import Settings
-    from deflect.engine import Engine, SuggestQuery
+    from deflect.models.labeled import load_labeled_texts
 
     root = Path(__file__).resolve().parents[1] / "examples"
     home = work / "demo-intent-home"
     ingest(root / "helpcenter", home, ingest_embedder)
     data = load_labeled_texts(root / "intents.csv")
-    train(data, home, query_embedder, oos_label="out_of_scope", promote=True)
+    train(data, home, query_embedder, TrainOptions(oos_label="out_of_scope", promote=True))
     queries = load_queries(root / "demo_queries.csv")
     rel = [q.relevant for q in queries]
     configs = {

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import sys
 
-from deflect.models.embedder import TorchEmbedder
-from deflect.models.index_bundle import load_current
 from fastapi import FastAPI
 from pydantic import BaseModel
 
 from deflect.config import default_model_path
+from deflect.models.embedders import TorchEmbedder
+from deflect.models.index_bundle import load_current
 
 home = os.environ["DEFLECT_HOME"]
 embedder = TorchEmbedder(default_model_path())

@@ -27,16 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.datasets import missing, stackfaq  # noqa: E402
+from deflect.config import Settings, default_model_path  # noqa: E402
 from deflect.eval.metrics import abstention, precision_coverage  # noqa: E402
 from deflect.eval.queries import load_queries  # noqa: E402
 from deflect.eval.retrieval import rank_queries, retrieval_metrics  # noqa: E402
 from deflect.kb_ingest.pipeline import ingest  # noqa: E402
-from deflect.models.embedder import OnnxEmbedder, TorchEmbedder, load_embedder  # noqa: E402
+from deflect.models.embedders import OnnxEmbedder, TorchEmbedder, load_embedder  # noqa: E402
 from deflect.models.index_bundle import load_current  # noqa: E402
 from deflect.models.vector_index import FaissIndex  # noqa: E402
-
-from bench.datasets import missing, stackfaq  # noqa: E402
-from deflect.config import Settings, default_model_path  # noqa: E402
 
 DEMO_KB = ROOT / "examples" / "helpcenter"
 DEMO_QUERIES = ROOT / "examples" / "demo_queries.csv"
@@ -323,7 +322,8 @@ def recording_cost(serve: list[str], base_env: dict, env: dict, bodies: Path, se
 def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
     """Real HTTP on loopback: deflect with the index only (the suggest path of issue 2), deflect
     as `make run` serves it (index + intent model), and the naive baseline."""
-    from deflect.models.train_intent import load_labeled_texts, train
+    from deflect.models.labeled import load_labeled_texts
+    from deflect.models.training import TrainOptions, train
 
     plain = work / "http-home"
     ingest(DEMO_KB, plain, embs.ingest)
@@ -331,7 +331,10 @@ def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
     full = work / "http-home-intent"
     shutil.copytree(plain, full)
     train(
-        load_labeled_texts(ROOT / "examples" / "intents.csv"), full, embs.int8, oos_label="out_of_scope", promote=True
+        load_labeled_texts(ROOT / "examples" / "intents.csv"),
+        full,
+        embs.int8,
+        TrainOptions(oos_label="out_of_scope", promote=True),
     )
     bodies = work / "bodies.jsonl"
     with open(bodies, "w") as f:

@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deflect.config import Settings
-from deflect.errors import BundleError, NotReadyError
+from deflect.core.errors import BundleError, NotReadyError
 from deflect.experiment import CONTROL, assign_variant
 from deflect.models import bundle as B
 from deflect.models.documents import Suggestion
+from deflect.models.embedders.protocol import Embedder
+from deflect.models.encoding import QueryEncoding, encode_queries
 from deflect.models.index_bundle import IndexBundle
+from deflect.models.intent import IntentPrediction
+from deflect.models.registry import LoadedModel, load_model
 from deflect.models.retrieval import rank_articles
 from deflect.tuning import TuningCache
 
@@ -52,7 +56,7 @@ class SuggestResult:
     variant: str
     abstained: bool
     reason: str | None
-    intent: dict | None
+    intent: IntentPrediction | None
     suggestions: list[Suggestion]
     index_version: str | None
     model_version: str | None
@@ -133,21 +137,11 @@ class BundleHolder:
         return self.get_optional() is not None
 
 
-@dataclass
-class LoadedModel:
-    """An intent model in memory: classifier, manifest, and intent -> article links."""
-
-    version: str
-    classifier: object
-    manifest: dict
-    links: dict[str, list[str]]
-
-
 class Engine:
     """Turns a :class:`SuggestQuery` into a :class:`SuggestResult`."""
 
-    def __init__(self, settings: Settings, embedder=None) -> None:
-        from deflect.models.embedder import load_embedder
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        from deflect.models.embedders import load_embedder
 
         self.settings = settings
         self.embedder = embedder if embedder is not None else load_embedder(settings)
@@ -175,36 +169,18 @@ class Engine:
         return float(tuned["threshold"])
 
     def _load_model(self, version: str) -> LoadedModel:
-        from deflect.models.train_intent import load_model
+        return load_model(Path(self.settings.home), version, self.embedder)
 
-        clf, manifest, links = load_model(Path(self.settings.home), version, self.embedder)
-        return LoadedModel(version, clf, manifest, links)
-
-    def encode_query(self, text: str) -> tuple:
-        """Everything the encoders compute for a query (GIL released while they run).
-
-        ``(embedding, max_pooled, model_views, model_version)``: the last two are set when
-        the current intent model needs more than the serving encoder's two views: its own
-        fine-tuned encoder's views, or its head's embedding (from the same forward pass).
-        """
-        model = self.model.get_optional()
-        clf = model.classifier if model is not None else None
-        own = None
-        if clf is not None and clf.embedder is not self.embedder:  # a fine-tuned encoder
-            emb, mx = self.embedder.encode_views([text])
-            own = clf.embedder.encode_views([text])
-        elif clf is not None and clf.uses_head:  # one encoder pass gives the views and the head's input
-            own = clf.complete_views([text])
-            emb, mx = own[0], own[1]
-        else:
-            emb, mx = self.embedder.encode_views([text])
-        return emb[0], mx[0], own, model.version if model is not None else None
+    def encode_query(self, text: str) -> QueryEncoding:
+        """Everything the encoders compute for a query, for the current intent model (one
+        encoder pass; the GIL is released while it runs). See :func:`encode_queries`."""
+        return encode_queries(self.embedder, [text], self.model.get_optional())
 
     def rank(self, text: str, k: int, *, locale: str | None = None, bundle: IndexBundle | None = None, vector=None):
         """Ranked article hits for ``text`` with the configured fusion (no abstention)."""
         s = self.settings
         bundle = bundle or self.index.get()
-        qv = vector if vector is not None else self.encode_query(text)[0]
+        qv = vector if vector is not None else self.encode_query(text).embedding[0]
         want = k if not locale else k * 4
         hits = rank_articles(
             bundle,
@@ -232,35 +208,27 @@ class Engine:
             return self._mapping.get(label, [])
         return model.links.get(label, [])
 
-    def classify(self, text: str, views) -> tuple[object | None, LoadedModel | None]:
+    def classify(self, text: str, encoding: QueryEncoding) -> tuple[IntentPrediction | None, LoadedModel | None]:
         """The intent prediction for ``text`` (None when no model is current)."""
         model = self.model.get_optional()
         if model is None:
             return None, None
-        emb, mx, own, version = views
-        if own is not None and version == model.version:
-            clf_views = own
-        elif model.classifier.embedder is not self.embedder:  # fine-tuned model: it encodes with its own
-            clf_views = None
-        else:  # (a model with a head computes the head's part itself)
-            clf_views = (emb[None, :], mx[None, :])
-        pred = model.classifier.predict_intents([text], views=clf_views)[0]
-        return pred, model
+        return model.predict([text], encoding)[0], model
 
-    def suggest(self, q: SuggestQuery, *, views=None) -> SuggestResult:
+    def suggest(self, q: SuggestQuery, *, encoding: QueryEncoding | None = None) -> SuggestResult:
         """Suggestions for what the customer typed, or an abstention with its reason.
 
-        ``views`` are the query's encoder outputs when the caller computed them already
+        ``encoding`` is the query's :meth:`encode_query` when the caller made it already
         (the API does, off the event loop).
         """
         t0 = time.perf_counter()
         s = self.settings
         bundle = self.index.get()
         text = q.text()
-        views = views if views is not None else self.encode_query(text)
-        pred, model = self.classify(text, views)
+        encoding = encoding if encoding is not None else self.encode_query(text)
+        pred, model = self.classify(text, encoding)
         extra = 5 if pred is not None and s.intent_boost > 0 else 0
-        hits = self.rank(text, q.k + extra, locale=q.locale, bundle=bundle, vector=views[0])
+        hits = self.rank(text, q.k + extra, locale=q.locale, bundle=bundle, vector=encoding.embedding[0])
         if pred is not None and extra and not pred.out_of_scope:
             linked = set(self.linked_articles(model, pred.label))
             for h in hits:
@@ -288,15 +256,12 @@ class Engine:
         ):
             abstained, reason = True, "low_confidence"
         variant = assign_variant(q.session_id, s.control_share, s.control_salt)
-        intent = None
-        if pred is not None:
-            intent = {"label": pred.label, "confidence": round(pred.confidence, 4), "out_of_scope": pred.out_of_scope}
         return SuggestResult(
             request_id=uuid.uuid4().hex,
             variant=variant,
             abstained=abstained,
             reason=reason,
-            intent=intent,
+            intent=pred,
             # the control group is shown nothing; what it would have been shown is kept
             suggestions=[] if abstained or variant == CONTROL else suggestions,
             would_show=suggestions,
@@ -310,7 +275,7 @@ def _read_mapping(path: str) -> dict[str, list[str]]:
     """An intent -> article ids mapping file (JSON object of lists)."""
     import json
 
-    from deflect.errors import ConfigError
+    from deflect.core.errors import ConfigError
 
     try:
         data = json.loads(Path(path).read_text())

@@ -12,7 +12,7 @@ from deflect.store.base import SuggestRecord
 
 def suggest_record(q: SuggestQuery, res: SuggestResult) -> SuggestRecord:
     """The row recorded for one ``/v1/suggest`` call (query redacted, what was and would have been shown)."""
-    intent = res.intent or {}
+    intent = res.intent
     return SuggestRecord(
         request_id=res.request_id,
         session_id=q.session_id,
@@ -21,8 +21,8 @@ def suggest_record(q: SuggestQuery, res: SuggestResult) -> SuggestRecord:
         query=redact(q.text()),
         abstained=res.abstained,
         reason=res.reason,
-        intent_label=intent.get("label"),
-        intent_confidence=intent.get("confidence"),
+        intent_label=intent.label if intent else None,
+        intent_confidence=round(intent.confidence, 4) if intent else None,
         shown=[s.article_id for s in res.suggestions],
         would_show=[s.article_id for s in res.would_show],
         top_score=res.would_show[0].score if res.would_show else None,

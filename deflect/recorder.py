@@ -26,7 +26,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from deflect.errors import StoreError
+from deflect.core.errors import StoreError
 from deflect.store.base import Event, EventStore, SuggestRecord
 
 log = logging.getLogger("deflect.recorder")

@@ -9,32 +9,25 @@ up within ``reload_interval`` seconds, without a restart.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-FILE = "tuning.json"
+from deflect.core.atomic import atomic_write_text
+from deflect.core.datahome import DataHome
 
 
 def write_tuning(bundle_dir: Path, tuning: dict) -> Path:
     """Write ``tuning`` (``threshold``, ``per_intent``, ...) next to the index, atomically."""
-    path = Path(bundle_dir) / FILE
-    tmp = path.with_suffix(".json.tmp")
     body = {**tuning, "written_at": datetime.now(UTC).isoformat()}
-    with open(tmp, "w") as f:
-        json.dump(body, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(DataHome.tuning(bundle_dir), json.dumps(body, indent=2))
 
 
 def read_tuning(bundle_dir: Path) -> dict | None:
     """The tuning of an index, or None (no file, or one that cannot be read)."""
     try:
-        data = json.loads((Path(bundle_dir) / FILE).read_text())
+        data = json.loads(DataHome.tuning(bundle_dir).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("threshold"), (int, float)):
@@ -44,7 +37,7 @@ def read_tuning(bundle_dir: Path) -> dict | None:
 
 def remove_tuning(bundle_dir: Path) -> bool:
     try:
-        (Path(bundle_dir) / FILE).unlink()
+        DataHome.tuning(bundle_dir).unlink()
         return True
     except FileNotFoundError:
         return False
@@ -67,7 +60,7 @@ class TuningCache:
             return self._value
         with self._lock:
             try:
-                st = (Path(bundle_dir) / FILE).stat()
+                st = DataHome.tuning(bundle_dir).stat()
                 key = (str(bundle_dir), st.st_mtime_ns, st.st_size)
             except OSError:
                 key = (str(bundle_dir), None, None)

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from deflect.eval.classification import accuracy, expected_calibration_error, macro_f1, oos_auroc, per_class
+
+from deflect.models.classification_metrics import accuracy, expected_calibration_error, macro_f1, oos_auroc, per_class
 
 
 def reliability_bins(confidence: Sequence[float], correct: Sequence[bool], bins: int = 10) -> list[dict]:
@@ -79,10 +80,13 @@ def evaluate_intents(
     seed: int = 0,
 ) -> dict:
     """The model and both baselines on the test file, with the figures ``deflect eval intent`` reports."""
-    from deflect.models.train_intent import load_labeled_texts, load_model, train
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
+
+    from deflect.models.labeled import load_labeled_texts
+    from deflect.models.registry import load_model
+    from deflect.models.training import TrainOptions, train
 
     tr = load_labeled_texts(train_path, text_col=text_col, label_col=label_col)
     te = load_labeled_texts(test_path, text_col=text_col, label_col=label_col)
@@ -92,12 +96,12 @@ def evaluate_intents(
     # the model, trained as `deflect train` trains it
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="deflect-eval-intent-") as scratch:
-        res = train(tr, Path(scratch), embedder, oos_label=oos_label, seed=seed)
-        clf, _, _ = load_model(Path(scratch), res.version, embedder)
+        res = train(tr, Path(scratch), embedder, TrainOptions(oos_label=oos_label, seed=seed))
+        clf = load_model(Path(scratch), res.version, embedder).classifier
         secs = time.perf_counter() - t0
         # encoded by the classifier itself, one text at a time, as served (with its head, if any)
         preds = clf.predict_intents(te.texts)
-        emb = embedder.encode_views(te.texts, batch_size=32)[0]
+        emb = embedder.encode(te.texts, batch_size=32)
     y_pred = [oos_label if (p.out_of_scope and oos_label) else p.label for p in preds]
     conf = [p.confidence for p in preds]
     ok = [p.label == t for p, t in zip(preds, te.labels, strict=True)]

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from deflect.eval.metrics import CurvePoint, precision_coverage, recall_at_k, threshold_for_precision
 from deflect.eval.queries import LabeledQuery
 from deflect.eval.retrieval import rank_queries, retrieval_metrics
+from deflect.models.encoding import QueryEncoding, encode_queries
 
 
 @dataclass
@@ -32,26 +34,28 @@ class Answer:
     intent: str | None
 
 
-def engine_answers(engine, queries: Sequence[LabeledQuery], *, k: int = 10, views=None) -> list[Answer]:
+def engine_answers(
+    engine, queries: Sequence[LabeledQuery], *, k: int = 10, encoding: QueryEncoding | None = None
+) -> list[Answer]:
     """Run every query through ``engine`` (index, intent model, boost and abstention rules).
 
-    ``views``: the queries' ``(embedding, max_pooled)`` when the caller has them already."""
+    ``encoding``: the queries' :func:`~deflect.models.encoding.encode_queries` when the caller
+    made it already (for the engine's current intent model)."""
     from deflect.engine import SuggestQuery
 
     texts = [q.text for q in queries]
-    emb, mx = views if views is not None else engine.embedder.encode_views(texts, batch_size=32)
+    if encoding is None:
+        encoding = encode_queries(engine.embedder, texts, engine.model.get_optional(), batch_size=32)
     out = []
     for i, q in enumerate(queries):
-        r = engine.suggest(
-            SuggestQuery(subject=q.subject, description=q.description, k=k), views=(emb[i], mx[i], None, None)
-        )
+        r = engine.suggest(SuggestQuery(subject=q.subject, description=q.description, k=k), encoding=encoding.row(i))
         blocked = r.reason if r.abstained and r.reason != "low_confidence" else None
         out.append(
             Answer(
                 [s.article_id for s in r.would_show],
                 r.would_show[0].score if r.would_show else None,
                 blocked,
-                (r.intent or {}).get("label"),
+                r.intent.label if r.intent else None,
             )
         )
     return out
@@ -88,8 +92,9 @@ def evaluate_retrieval(
     bundle = engine.index.get()
     relevant = [q.relevant for q in queries]
     texts = [q.text for q in queries]
-    views = engine.embedder.encode_views(texts, batch_size=32)  # encoded once for all three systems
-    vectors = views[0]
+    # encoded once for all three systems, for the current intent model
+    encoding = encode_queries(engine.embedder, texts, engine.model.get_optional(), batch_size=32)
+    vectors = encoding.embedding
     systems: dict[str, list[Answer]] = {}
     for name, mode in (("lexical only", "lexical"), ("dense only", "dense")):
         r = rank_queries(
@@ -107,7 +112,7 @@ def evaluate_retrieval(
         if mode == "lexical":  # lexical scores are max-normalised per query: threshold the raw BM25 instead
             tops = [float(bundle.lexical.scores(t).max()) if ids else None for t, ids in zip(texts, r.ids, strict=True)]
         systems[name] = [Answer(ids, top, None, None) for ids, top in zip(r.ids, tops, strict=True)]
-    systems["default engine"] = engine_answers(engine, queries, k=10, views=views)
+    systems["default engine"] = engine_answers(engine, queries, k=10, encoding=encoding)
     model = engine.model.get_optional()
     out: dict = {
         "queries": len(queries),

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from deflect.errors import InvalidInputError
+from deflect.core.errors import InvalidInputError
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from deflect.eval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from deflect.models.retrieval import rank_articles
 

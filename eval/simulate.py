@@ -29,10 +29,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from deflect.eval.queries import LabeledQuery
 
+from deflect.core.errors import InvalidInputError
 from deflect.engine import SuggestQuery, SuggestResult
-from deflect.errors import InvalidInputError
+from deflect.eval.queries import LabeledQuery
 from deflect.events import suggest_record
 from deflect.experiment import CONTROL, assign_variant
 from deflect.store.base import Event, EventStore, SuggestRecord

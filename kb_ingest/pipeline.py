@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from deflect.core.errors import BundleError, IngestError, NotReadyError
 from deflect.kb_ingest.chunking import chunk_sections
 from deflect.kb_ingest.sources import Parsed, Skipped, read_source
 from deflect.models.documents import Article, Chunk
 from deflect.models.index_bundle import IndexBundle, load_current, write_index_bundle
-
-from deflect.errors import BundleError, IngestError, NotReadyError
 
 
 @dataclass
@@ -147,7 +147,7 @@ def ingest(
     by_id = {a.id: a for a in articles}
     if to_embed:
         texts = [chunks[i].embed_text(by_id[chunks[i].article_id].title) for i in to_embed]
-        new = embedder.encode(texts, batch_size=getattr(embedder, "bulk_batch_size", 32), progress=progress)
+        new = embedder.encode(texts, batch_size=embedder.bulk_batch_size, progress=progress)
         for i, v in zip(to_embed, new, strict=True):
             vectors[i] = v
     summary.embedded_chunks = len(to_embed)

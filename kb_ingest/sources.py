@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from deflect.core.errors import IngestError
 from deflect.kb_ingest.clean import (
     Section,
     html_to_sections,
@@ -26,8 +28,6 @@ from deflect.kb_ingest.clean import (
     text_to_sections,
 )
 from deflect.models.documents import Article
-
-from deflect.errors import IngestError
 
 FORMATS = ("auto", "markdown", "html", "csv", "jsonl", "zendesk")
 MD_EXT = {".md", ".markdown", ".mdx"}

@@ -17,16 +17,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deflect.errors import BundleError
+from deflect.core.atomic import atomic_write_text, fsync_dir, fsync_file
+from deflect.core.datahome import DataHome
+from deflect.core.errors import BundleError
 
 FORMAT_VERSION = 1
 KINDS = ("index", "model")
 
 
 def _dir(home: Path, kind: str) -> Path:
-    if kind not in KINDS:
-        raise ValueError(f"unknown bundle kind {kind!r}")
-    return Path(home) / {"index": "indexes", "model": "models"}[kind]
+    return DataHome(home).bundles(kind)
 
 
 def new_version() -> str:
@@ -35,7 +35,7 @@ def new_version() -> str:
 
 
 def pointer_path(home: Path, kind: str) -> Path:
-    return Path(home) / f"current-{kind}"
+    return DataHome(home).pointer(kind)
 
 
 def read_pointer(home: Path, kind: str) -> str | None:
@@ -51,20 +51,13 @@ def write_pointer(home: Path, kind: str, version: str) -> None:
     """Make ``version`` current, atomically. The bundle must exist."""
     if not (bundle_path(home, kind, version) / "manifest.json").exists():
         raise BundleError(f"no {kind} bundle {version!r} in {home}")
-    home = Path(home)
-    fd, tmp = tempfile.mkstemp(dir=home, prefix=f".current-{kind}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(version + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, pointer_path(home, kind))
-    _fsync_dir(home)
+    atomic_write_text(pointer_path(home, kind), version + "\n")
 
 
 def bundle_path(home: Path, kind: str, version: str) -> Path:
     if not version or "/" in version or version.startswith("."):
         raise BundleError(f"invalid {kind} version {version!r}")
-    return _dir(home, kind) / version
+    return DataHome(home).bundle(kind, version)
 
 
 def list_versions(home: Path, kind: str) -> list[str]:
@@ -84,23 +77,12 @@ def read_manifest(path: Path) -> dict:
         raise BundleError(f"bundle {path} has a corrupt manifest.json: {exc}") from exc
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextmanager
 def staging(home: Path, kind: str) -> Iterator[Path]:
     """A temporary directory for a bundle in the making; removed if the block fails."""
     parent = _dir(home, kind)
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=".tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=DataHome(home).temp_prefix("bundle")))
     try:
         yield tmp
     except BaseException:
@@ -130,11 +112,10 @@ def write_bundle(home: Path, kind: str, fill: Callable[[Path], dict], *, make_cu
             os.fsync(f.fileno())
         for p in tmp.rglob("*"):
             if p.is_file():
-                with open(p, "rb") as fh:
-                    os.fsync(fh.fileno())
+                fsync_file(p)
         final = bundle_path(home, kind, version)
         os.rename(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     if make_current:
         write_pointer(home, kind, version)
     return version

@@ -43,15 +43,15 @@ def finetune_encoder(
 ) -> FinetuneReport:
     """Adapt the encoder at ``model_dir`` to ``labels`` and save it to ``out_dir``."""
     import torch
-    import transformers
-    from deflect.models.embedder import cpu_has_bf16
     from sentence_transformers import SentenceTransformer
 
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
+    from deflect.models.embedders import cpu_has_bf16
+    from deflect.models.embedders.quiet import quiet_transformers
+
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+    with quiet_transformers():
+        model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     classes = sorted(set(labels))
     y = torch.tensor([classes.index(lab) for lab in labels])
     dim = (

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from deflect.core.errors import BundleError, NotReadyError
 from deflect.models import bundle as B
 from deflect.models.documents import Article, Chunk
 from deflect.models.lexical import BM25Index
 from deflect.models.vector_index import FaissIndex, build_index
-
-from deflect.errors import BundleError, NotReadyError
 
 
 @dataclass

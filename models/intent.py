@@ -8,7 +8,7 @@ validation predictions). These decision values become probabilities by temperatu
 fitted on validation predictions. Out of scope is decided by a threshold on a score that
 combines the calibrated confidence with the cosine to the nearest training examples of the
 predicted class, chosen on validation predictions (see :func:`choose_oos_threshold`); training
-(``models.train_intent``) gets those from cross-validation, or from a held-out split.
+(``deflect.models.training``) gets those from cross-validation, or from a held-out split.
 With enough data, training adds a fine-tuned head (``models/intent_head.py``: the encoder's
 last two layers re-trained on the intents) and predictions are the weighted geometric mean of
 the two models' probabilities (:meth:`IntentClassifier.log_proba`).
@@ -26,11 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from deflect.models.intent_head import OnnxHead, combine
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
-from deflect.errors import BundleError
+from deflect.core.errors import BundleError
+from deflect.models.embedders.protocol import Embedder, EncoderViews
+from deflect.models.encoding import ENCODE_BATCH, QueryEncoding
+from deflect.models.intent_head import OnnxHead, combine
 
 log = logging.getLogger("deflect.intent")
 
@@ -44,7 +46,7 @@ DEFAULT_PARAMS = {
     "knn_k": 5,
     "oos_weight": 0.5,
     # weight of the nearest-neighbour term of the decision values; None: chosen on validation
-    # predictions by :func:`choose_nn_weight` (``models.train_intent`` does; a bare fit uses 0)
+    # predictions by :func:`choose_nn_weight` (``deflect.models.training`` does; a bare fit uses 0)
     "nn_weight": None,
     # epochs of the fine-tuned head (models/intent_head.py); 0 leaves it out
     "head_epochs": 4,
@@ -56,13 +58,9 @@ DEFAULT_PARAMS = {
     "head_min_validation": 200,
 }
 NN_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
-# texts are encoded one at a time, as serving encodes a query: the int8 encoder quantizes
-# activations with a scale per batch, so batched features differ slightly from served ones
-# (BANKING77 test accuracy 0.9471 batched, 0.9448 served, for a model trained on batched ones)
-ENCODE_BATCH = 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class IntentPrediction:
     """The predicted label, its calibrated confidence, and the out-of-scope decision."""
 
@@ -70,6 +68,10 @@ class IntentPrediction:
     confidence: float
     oos_score: float
     out_of_scope: bool
+
+    def summary(self) -> dict:
+        """What the API and the CLI show: label, confidence (4 decimals), out of scope."""
+        return {"label": self.label, "confidence": round(self.confidence, 4), "out_of_scope": self.out_of_scope}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -92,11 +94,14 @@ def fit_temperature(decision: np.ndarray, y_idx: np.ndarray) -> float:
 class IntentClassifier:
     """Scikit-learn-shaped: ``fit(texts, y)``, ``predict``, ``predict_proba``, ``classes_``.
 
-    ``views`` (optional everywhere) are precomputed ``(embedding, max_pooled)`` arrays for
-    the texts; without them the classifier encodes with its ``embedder``.
+    The training-side methods take ``views``: the texts' precomputed
+    :class:`~deflect.models.embedders.EncoderViews`. The prediction methods take
+    ``encoding``: a :class:`~deflect.models.encoding.QueryEncoding` made by :meth:`encode`
+    (through :func:`~deflect.models.encoding.encode_queries` on the serving path). Without
+    either, the classifier encodes with its ``embedder``.
     """
 
-    def __init__(self, embedder=None, params: dict | None = None, *, seed: int = 0) -> None:
+    def __init__(self, embedder: Embedder | None = None, params: dict | None = None, *, seed: int = 0) -> None:
         self.embedder = embedder
         self.params = {**DEFAULT_PARAMS, **(params or {})}
         self.seed = seed
@@ -112,6 +117,7 @@ class IntentClassifier:
         self._train_y: np.ndarray | None = None
         self._emb32: np.ndarray | None = None
         self._by_class: tuple[np.ndarray, np.ndarray] | None = None
+        self._analyzers: tuple | None = None  # the TF-IDF analyzers, built on first use
         # the fine-tuned head (models/intent_head.py) and its weight in the combination
         self.head: OnnxHead | None = None
         self.head_weight = 0.0
@@ -119,17 +125,54 @@ class IntentClassifier:
         self._head_warned = False
 
     # ---- features -------------------------------------------------------------------
-    def _views(self, texts: Sequence[str], views) -> tuple[np.ndarray, np.ndarray]:
+    def _views(self, texts: Sequence[str], views: EncoderViews | None) -> tuple[np.ndarray, np.ndarray]:
         if views is not None:
-            emb, mx = views[0], views[1]
+            emb, mx = views.embedding, views.max_pooled
             if len(emb) != len(texts) or len(mx) != len(texts):
                 raise ValueError(f"{len(texts)} texts but views for {len(emb)}")
             return np.asarray(emb, np.float32), np.asarray(mx, np.float32)
         if self.embedder is None:
-            raise ValueError("no embedder: pass views=(embedding, max_pooled) or construct with an embedder")
-        return self.embedder.encode_views(list(texts), batch_size=ENCODE_BATCH)
+            raise ValueError("no embedder: pass the texts' views or construct the classifier with an embedder")
+        v = self.embedder.encode_views(list(texts), batch_size=ENCODE_BATCH)
+        return v.embedding, v.max_pooled
 
-    def _features(self, texts: Sequence[str], views) -> sp.csr_matrix:
+    def encode(
+        self, texts: Sequence[str], serving: Embedder | None = None, *, batch_size: int = ENCODE_BATCH
+    ) -> QueryEncoding:
+        """The encoding this model predicts from, with ``serving``'s views for retrieval.
+
+        * A model with its own (fine-tuned) encoder: the serving views, and its own
+          encoder's views in ``model_views``.
+        * A model with a head: the serving views and the head's input from the same
+          forward pass. When ``serving`` cannot give the trunk states the head was trained
+          on, ``head_input`` is None and the linear model decides alone (with a warning).
+        * Otherwise: the serving views, which the classifier reads too.
+
+        ``serving`` defaults to the classifier's own embedder; :class:`ValueError` when there
+        is neither."""
+        texts = list(texts)
+        serving = serving if serving is not None else self.embedder
+        if serving is None:
+            raise ValueError("no embedder to encode with: construct the classifier with one or pass `serving`")
+        if self.embedder is not None and self.embedder is not serving:  # its own fine-tuned encoder
+            v = serving.encode_views(texts, batch_size=batch_size)
+            own = self.embedder.encode_views(texts, batch_size=batch_size)
+            return QueryEncoding(v.embedding, v.max_pooled, model_views=EncoderViews(own.embedding, own.max_pooled))
+        if self.uses_head and serving.trunk_layer == self.head.trunk_layer:
+            v = serving.encode_views(texts, batch_size=batch_size, trunk=True)
+            return QueryEncoding(v.embedding, v.max_pooled, head_input=self.head.embed(v.trunk))
+        return QueryEncoding.from_views(serving.encode_views(texts, batch_size=batch_size))
+
+    def _warn_no_head(self) -> None:
+        if not self._head_warned:
+            log.warning(
+                "the intent model's head needs the ONNX encoder's trunk output (layer %d); "
+                "predicting with the linear model alone",
+                self.head.trunk_layer,
+            )
+            self._head_warned = True
+
+    def _features(self, texts: Sequence[str], views: EncoderViews | None) -> sp.csr_matrix:
         emb, mx = self._views(texts, views)
         p = self.params
         return sp.hstack(
@@ -142,7 +185,7 @@ class IntentClassifier:
         ).tocsr()
 
     # ---- sklearn shape --------------------------------------------------------------
-    def fit(self, texts: Sequence[str], y: Sequence[str], *, views=None) -> IntentClassifier:
+    def fit(self, texts: Sequence[str], y: Sequence[str], *, views: EncoderViews | None = None) -> IntentClassifier:
         """Fit on ``texts`` and labels ``y``. Returns ``self``."""
         texts = list(texts)
         y = np.asarray(list(y))
@@ -158,8 +201,9 @@ class IntentClassifier:
         )
         self._word.fit(texts)
         self._char.fit(texts)
+        self._analyzers = None
         emb, mx = self._views(texts, views)
-        X = self._features(texts, (emb, mx))
+        X = self._features(texts, EncoderViews(emb, mx))
         svm = LinearSVC(C=p["C"], random_state=self.seed).fit(X, y)
         self.classes_ = svm.classes_
         coef = svm.coef_
@@ -176,13 +220,15 @@ class IntentClassifier:
         self.head, self.head_weight = None, 0.0  # a head trained for other classes must not stay
         return self
 
-    def decision_function(self, texts: Sequence[str], *, views=None, sims: np.ndarray | None = None) -> np.ndarray:
+    def decision_function(
+        self, texts: Sequence[str], *, views: EncoderViews | None = None, sims: np.ndarray | None = None
+    ) -> np.ndarray:
         """The SVM's decision values plus ``nn_weight`` times each class's nearest-neighbour
         cosine (:meth:`class_similarity`); columns in ``classes_`` order. ``sims``: the rows'
         :meth:`train_similarities`, when the caller has them."""
         texts = list(texts)
         emb, mx = self._views(texts, views)
-        dec = self.svm_decision(texts, views=(emb, mx))
+        dec = self.svm_decision(texts, views=EncoderViews(emb, mx))
         w = self.nn_weight
         return dec + w * self.class_similarity(emb, sims=sims) if w else dec
 
@@ -190,7 +236,7 @@ class IntentClassifier:
     def nn_weight(self) -> float:
         return float(self.params.get("nn_weight") or 0.0)
 
-    def svm_decision(self, texts: Sequence[str], *, views=None) -> np.ndarray:
+    def svm_decision(self, texts: Sequence[str], *, views: EncoderViews | None = None) -> np.ndarray:
         """The linear SVM's decision values alone."""
         texts = list(texts)
         if len(texts) <= 4:  # the serving path: skip sklearn's per-call overhead (~1 ms)
@@ -249,7 +295,7 @@ class IntentClassifier:
 
     def _decision_one(self, text: str, emb: np.ndarray, mx: np.ndarray) -> np.ndarray:
         """The same decision values as the sparse path, for one text, from vocabulary lookups."""
-        if getattr(self, "_analyzers", None) is None:
+        if self._analyzers is None:
             self._analyzers = (self._word.build_analyzer(), self._char.build_analyzer())
         p = self.params
         n_word = len(self._word.vocabulary_)
@@ -273,47 +319,39 @@ class IntentClassifier:
         """True when predictions combine the linear model with the fine-tuned head."""
         return self.head is not None and self.head_weight > 0
 
-    def complete_views(self, texts: Sequence[str], views=None) -> tuple:
-        """``(embedding, max_pooled, head_embedding)`` of ``texts``: what the caller computed,
-        completed with one encoder pass when something is missing. ``head_embedding`` is None
-        when there is no head, or when the embedder cannot give the trunk the head was
-        trained on (the linear model then decides alone, with a warning)."""
-        texts = list(texts)
-        head = views[2] if views is not None and len(views) > 2 else None
-        if not self.uses_head or head is not None:
-            emb, mx = self._views(texts, views)
-            return emb, mx, head
-        if getattr(self.embedder, "trunk_layer", None) != self.head.trunk_layer:
-            if not self._head_warned:
-                log.warning(
-                    "the intent model's head needs the ONNX encoder's trunk output (layer %d); "
-                    "predicting with the linear model alone",
-                    self.head.trunk_layer,
-                )
-                self._head_warned = True
-            emb, mx = self._views(texts, views)
-            return emb, mx, None
-        emb, mx, states = self.embedder.encode_views(texts, batch_size=ENCODE_BATCH, trunk=True)
-        if views is not None:
-            emb, mx = self._views(texts, views)
-        return emb, mx, self.head.embed(states)
+    def _resolve(self, texts: list[str], encoding: QueryEncoding | None) -> tuple[EncoderViews, np.ndarray | None]:
+        """The classifier's views and the head's input (None: the linear model alone)."""
+        if encoding is None:
+            encoding = self.encode(texts)
+        if len(encoding) != len(texts):
+            raise ValueError(f"{len(texts)} texts but an encoding of {len(encoding)}")
+        head = encoding.head_input if self.uses_head else None
+        if self.uses_head and head is None:
+            self._warn_no_head()
+        return encoding.classifier_views(), head
 
-    def log_proba(self, texts: Sequence[str], *, views=None, sims: np.ndarray | None = None) -> np.ndarray:
+    def _log_proba(
+        self, texts: list[str], views: EncoderViews, head: np.ndarray | None, sims: np.ndarray | None = None
+    ) -> np.ndarray:
+        dec = self.decision_function(texts, views=views, sims=sims) / self.temperature
+        if head is None:
+            return combine(dec, None, 0.0)
+        return combine(dec, self.head.logits(head) / self.head_temperature, self.head_weight)
+
+    def log_proba(self, texts: Sequence[str], *, encoding: QueryEncoding | None = None) -> np.ndarray:
         """Calibrated log-probabilities, columns in ``classes_`` order: the temperature-scaled
         linear model, combined with the head when there is one (:func:`combine`)."""
         texts = list(texts)
-        emb, mx, h = self.complete_views(texts, views)
-        dec = self.decision_function(texts, views=(emb, mx), sims=sims) / self.temperature
-        if h is None:
-            return combine(dec, None, 0.0)
-        return combine(dec, self.head.logits(h) / self.head_temperature, self.head_weight)
+        views, head = self._resolve(texts, encoding)
+        return self._log_proba(texts, views, head)
 
-    def predict_proba(self, texts: Sequence[str], *, views=None) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str], *, encoding: QueryEncoding | None = None) -> np.ndarray:
         """Calibrated class probabilities, columns in ``classes_`` order."""
-        return np.exp(self.log_proba(texts, views=views))
+        return np.exp(self.log_proba(texts, encoding=encoding))
 
-    def predict(self, texts: Sequence[str], *, views=None) -> np.ndarray:
-        return self.classes_[np.argmax(self.log_proba(texts, views=views), axis=1)]
+    def predict(self, texts: Sequence[str], *, encoding: QueryEncoding | None = None) -> np.ndarray:
+        """The most probable label of each text."""
+        return self.classes_[np.argmax(self.log_proba(texts, encoding=encoding), axis=1)]
 
     # ---- out of scope ---------------------------------------------------------------
     def knn_similarity(
@@ -387,12 +425,14 @@ class IntentClassifier:
         w = float(self.params["oos_weight"])
         return w * proba[np.arange(len(proba)), idx] + (1 - w) * knn
 
-    def predict_intents(self, texts: Sequence[str], *, views=None) -> list[IntentPrediction]:
+    def predict_intents(self, texts: Sequence[str], *, encoding: QueryEncoding | None = None) -> list[IntentPrediction]:
         """Labels, confidences and out-of-scope decisions for ``texts``."""
-        emb, mx, head = self.complete_views(texts, views)
+        texts = list(texts)
+        views, head = self._resolve(texts, encoding)
+        emb = views.embedding
         # a few texts (the serving path): one similarity matrix for both uses; many: in batches
         sims = self.train_similarities(emb) if len(emb) <= 64 else None
-        proba = np.exp(self.log_proba(texts, views=(emb, mx, head), sims=sims))
+        proba = np.exp(self._log_proba(texts, views, head, sims))
         scores = self.oos_scores(proba, emb, sims=sims)
         idx = np.argmax(proba, axis=1)
         out = []
@@ -446,7 +486,7 @@ class IntentClassifier:
         )
 
     @classmethod
-    def load(cls, directory: Path, embedder=None) -> IntentClassifier:
+    def load(cls, directory: Path, embedder: Embedder | None = None) -> IntentClassifier:
         """Read a classifier written by :meth:`save`."""
         d = Path(directory)
         try:

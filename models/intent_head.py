@@ -1,7 +1,7 @@
 """The intent classifier's fine-tuned head: the encoder's last layers, re-trained on the intents.
 
 The encoder's ONNX export also outputs the token states that enter its last
-:data:`~models.embedder.TRUNK_LAYERS` layers (the "trunk", computed by the forward pass that
+:data:`~deflect.models.embedders.TRUNK_LAYERS` layers (the "trunk", computed by the forward pass that
 serving makes anyway). The head is a copy of those last layers, mean pooling and a cosine
 classifier (scale 20), trained with cross-entropy on the trunk states of the training texts:
 fine-tuning without re-running the frozen lower layers, so it costs about a third of a full
@@ -9,7 +9,7 @@ fine-tune per epoch and serving adds two layers, not a second encoder.
 
 Why: on BANKING77 (train split 90%, validation 10%) the head alone is weaker than the linear
 model (test accuracy 0.917 against 0.942), but it errs elsewhere: the geometric mean of the
-two, weighted on validation, reached 0.946-0.947 (README, "Intents"). The weight is chosen by
+two, weighted on validation, reached 0.946-0.947 (docs/intents.md). The weight is chosen by
 :func:`choose_head_weight` on texts neither model was trained on.
 
 The trained layers are exported to ONNX (fp32), so serving needs no PyTorch.
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deflect.errors import BundleError
+from deflect.core.errors import BundleError
 
 log = logging.getLogger("deflect.intent_head")
 
@@ -60,12 +60,12 @@ def _module(model_dir: Path, trunk_layer: int):
     import copy
 
     import torch
-    import transformers
     from sentence_transformers import SentenceTransformer
 
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    base = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)[0].auto_model
+    from deflect.models.embedders.quiet import quiet_transformers
+
+    with quiet_transformers():
+        base = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)[0].auto_model
     layers = torch.nn.ModuleList(
         copy.deepcopy(base.encoder.layer[i]) for i in range(trunk_layer, len(base.encoder.layer))
     )
@@ -112,10 +112,24 @@ def train_head(
     """Train the head on ``states`` (each text's trunk states) and labels ``y`` (class indices),
     export it to ``out_dir`` (``quantize="int8"``: dynamically quantized, like the encoder) and
     return it loaded (ONNX), with a report. Callers validate the returned, exported head, so
-    what is weighed is what is served."""
+    what is weighed is what is served.
+
+    ``seed`` seeds a fork of torch's generator (initialisation and dropout), restored on
+    return: the caller's random state is untouched."""
     import torch
 
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _train_head(
+            model_dir, trunk_layer, states, y, n_classes, out_dir, epochs, lr, batch_size, scale, seed, quantize
+        )
+
+
+def _train_head(
+    model_dir, trunk_layer, states, y, n_classes, out_dir, epochs, lr, batch_size, scale, seed, quantize
+) -> tuple[OnnxHead, HeadReport]:
+    import torch
+
     rng = np.random.default_rng(seed)
     module = _module(Path(model_dir), trunk_layer)
     dim = states[0].shape[1]
@@ -179,7 +193,7 @@ def _export(module, dim: int, out_dir: Path, weights: np.ndarray, meta: dict, qu
                 dynamo=False,
             )
         if quantize == "int8":
-            from deflect.models.embedder import quantize_int8
+            from deflect.models.embedders import quantize_int8
 
             quantized = Path(tmp) / "head.int8.onnx"
             quantize_int8(path, quantized)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from deflect.models.index_bundle import IndexBundle
 
 RRF_K = 60

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 import faiss
 import numpy as np
 
-from deflect.errors import BundleError
+from deflect.core.errors import BundleError
 
 
 @runtime_checkable

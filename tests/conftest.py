@@ -41,7 +41,7 @@ KEYWORDS = [
 
 @pytest.fixture
 def fake_embedder():
-    from deflect.models.embedder import KeywordEmbedder
+    from deflect.models.embedders import KeywordEmbedder
 
     return KeywordEmbedder(KEYWORDS)
 
@@ -61,9 +61,8 @@ def onnx_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_embedder(onnx_cache):
-    from deflect.models.embedder import OnnxEmbedder
-
     from deflect.config import default_model_path
+    from deflect.models.embedders import OnnxEmbedder
 
     return OnnxEmbedder(default_model_path(), onnx_cache, quantize="int8", threads=1, parallel=2)
 
@@ -116,11 +115,11 @@ def small_kb(tmp_path: Path, extra: dict | None = None) -> Path:
 @pytest.fixture
 def client(tmp_path, settings, fake_embedder):
     """The API over :func:`small_kb`, with the test module's ``settings`` fixture."""
-    from deflect.kb_ingest.pipeline import ingest
     from fastapi.testclient import TestClient
 
     from deflect.api.main import create_app
     from deflect.engine import Engine
+    from deflect.kb_ingest.pipeline import ingest
 
     ingest(small_kb(tmp_path), settings.home, fake_embedder)
     with TestClient(create_app(settings, engine=Engine(settings, fake_embedder))) as c:

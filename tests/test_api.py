@@ -1,12 +1,12 @@
 import time
 
 import pytest
-from deflect.kb_ingest.pipeline import ingest
 from fastapi.testclient import TestClient
 
 from deflect.api.main import create_app
 from deflect.config import Settings
 from deflect.engine import Engine
+from deflect.kb_ingest.pipeline import ingest
 from tests.conftest import Hammer, small_kb
 
 

@@ -1,7 +1,7 @@
 from deflect.kb_ingest.chunking import chunk_sections, split_text
 from deflect.kb_ingest.clean import Section
 from deflect.models.documents import Chunk
-from deflect.models.embedder import KeywordEmbedder
+from deflect.models.embedders import KeywordEmbedder
 
 emb = KeywordEmbedder(["x"])
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from deflect.eval.deflection import diff_of_proportions, measure
 
+from deflect.eval.deflection import diff_of_proportions, measure
 from deflect.store.base import Event, SuggestRecord
 
 T = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

@@ -2,14 +2,14 @@
 
 import numpy as np
 import pytest
-from deflect.eval.queries import load_queries
-from deflect.eval.retrieval import rank_queries, retrieval_metrics
-from deflect.models.index_bundle import load_current
 from fastapi.testclient import TestClient
 
 from deflect.api.main import create_app
 from deflect.config import Settings
 from deflect.engine import Engine, SuggestQuery
+from deflect.eval.queries import load_queries
+from deflect.eval.retrieval import rank_queries, retrieval_metrics
+from deflect.models.index_bundle import load_current
 from tests.conftest import DEMO_QUERIES
 
 pytestmark = pytest.mark.slow
@@ -61,9 +61,8 @@ def test_api_over_real_index(demo_home, real_embedder):
 
 
 def test_onnx_matches_pytorch(real_embedder):
-    from deflect.models.embedder import TorchEmbedder
-
     from deflect.config import default_model_path
+    from deflect.models.embedders import TorchEmbedder
 
     texts = ["reset my password", "Invoices for last year, with VAT number please " * 10, "hi"]
     torch_vecs = TorchEmbedder(default_model_path()).encode(texts)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from deflect.errors import ConfigError, StoreError
+from deflect.core.errors import ConfigError, StoreError
 from deflect.store import LATEST, Event, SuggestRecord, open_store
 
 PG_URL = os.environ.get("DEFLECT_TEST_DATABASE_URL", "")

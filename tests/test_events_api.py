@@ -12,13 +12,13 @@ import time
 import uuid
 
 import pytest
-from deflect.kb_ingest.pipeline import ingest
 from fastapi.testclient import TestClient
 
 from deflect.api.main import create_app
 from deflect.config import Settings
 from deflect.engine import Engine
 from deflect.experiment import assign_variant
+from deflect.kb_ingest.pipeline import ingest
 from deflect.store import open_store
 from tests.conftest import ROOT, small_kb
 
@@ -206,7 +206,7 @@ import sys, uvicorn
 from deflect.api.main import create_app
 from deflect.config import Settings
 from deflect.engine import Engine
-from deflect.models.embedder import KeywordEmbedder
+from deflect.models.embedders import KeywordEmbedder
 s = Settings(home=sys.argv[1], reload_interval=3600)
 uvicorn.run(create_app(s, engine=Engine(s, KeywordEmbedder(["password"]))), host="127.0.0.1",
             port=int(sys.argv[2]), log_level="warning")

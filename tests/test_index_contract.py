@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from deflect.models.lexical import BM25Index
 from deflect.models.vector_index import FaissIndex, build_index
 

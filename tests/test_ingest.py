@@ -2,12 +2,12 @@ import json
 
 import numpy as np
 import pytest
+
+from deflect.core.errors import BundleError, IngestError, NotReadyError
 from deflect.kb_ingest.pipeline import ingest
 from deflect.models import bundle as B
-from deflect.models.embedder import KeywordEmbedder
+from deflect.models.embedders import KeywordEmbedder
 from deflect.models.index_bundle import IndexBundle, load_current
-
-from deflect.errors import BundleError, IngestError, NotReadyError
 from tests.conftest import write
 
 

@@ -3,25 +3,19 @@ import time
 
 import numpy as np
 import pytest
-from deflect.kb_ingest.pipeline import ingest
-from deflect.models import bundle as B
-from deflect.models.embedder import KeywordEmbedder
-from deflect.models.intent import IntentClassifier, choose_oos_threshold
-from deflect.models.train_intent import (
-    kfold,
-    load_labeled_texts,
-    load_model,
-    maybe_promote,
-    promote_version,
-    rollback,
-    train,
-)
 from fastapi.testclient import TestClient
 
 from deflect.api.main import create_app
 from deflect.config import Settings
+from deflect.core.errors import BundleError, InvalidInputError, NotReadyError
 from deflect.engine import Engine, SuggestQuery
-from deflect.errors import BundleError, InvalidInputError, NotReadyError
+from deflect.kb_ingest.pipeline import ingest
+from deflect.models import bundle as B
+from deflect.models.embedders import KeywordEmbedder
+from deflect.models.intent import IntentClassifier, choose_oos_threshold
+from deflect.models.labeled import kfold, load_labeled_texts
+from deflect.models.registry import load_model, maybe_promote, promote_version, rollback
+from deflect.models.training import TrainOptions, train
 from tests.conftest import Hammer, write, write_kb
 
 INTENTS = {
@@ -88,40 +82,39 @@ def test_oos_threshold_rules():
 
 def test_train_writes_a_versioned_bundle(tmp_path, home, fake_embedder):
     data = load_labeled_texts(write_csv(tmp_path / "d.csv", rows()))
-    res = train(data, home, fake_embedder, oos_label="out_of_scope", val_split=0.25, seed=0, promote=True)
+    res = train(data, home, fake_embedder, TrainOptions(oos_label="out_of_scope", val_split=0.25, seed=0, promote=True))
     m = res.manifest
     assert res.promoted and B.read_pointer(home, "model") == res.version
     assert set(m["labels"]) == {*INTENTS, "out_of_scope"}
     assert m["data"]["fingerprint"] == data.fingerprint and m["embedder"]["fingerprint"] == fake_embedder.fingerprint
     assert m["oos"]["threshold"] is not None and "macro_f1" in m["validation"] and "ece" in m["validation"]
     assert "oos_recall" in m["validation"] and "training_seconds" in m and "created_at" in m
-    _, _, links = load_model(home, res.version, fake_embedder)
+    links = load_model(home, res.version, fake_embedder).links
     assert links["password"] == ["pw"] and links["refund"] == ["refund"]
 
 
 def test_model_from_another_embedder_is_refused(tmp_path, home, fake_embedder):
     data = load_labeled_texts(write_csv(tmp_path / "d.csv", rows()))
-    res = train(data, home, fake_embedder, val_split=0.25)
+    res = train(data, home, fake_embedder, TrainOptions(val_split=0.25))
     with pytest.raises(BundleError, match="built with embedder"):
         load_model(home, res.version, KeywordEmbedder(["other"], name="other-model"))
 
 
 def test_promote_not_worse_rule_force_and_rollback(tmp_path, home, fake_embedder):
     good = load_labeled_texts(write_csv(tmp_path / "good.csv", rows()))
-    v1 = train(good, home, fake_embedder, val_split=0.25, seed=1, promote=True).version
-    r2 = train(good, home, fake_embedder, val_split=0.25, seed=1)  # written, not promoted
+    v1 = train(good, home, fake_embedder, TrainOptions(val_split=0.25, seed=1, promote=True)).version
+    r2 = train(good, home, fake_embedder, TrainOptions(val_split=0.25, seed=1))  # written, not promoted
     assert not r2.promoted and B.read_pointer(home, "model") == v1
     val = [t for t, _, _ in rows()]
     labels = [lab for _, lab, _ in rows()]
-    views = fake_embedder.encode_views(val)
     # a candidate whose macro-F1 is below the current model's on the same data is refused...
-    ok, note = maybe_promote(home, r2.version, fake_embedder, val, labels, views, 0.5, None, force=False)
+    ok, note = maybe_promote(home, r2.version, fake_embedder, val, labels, 0.5, None, force=False)
     assert not ok and "not promoted: macro-F1 0.5000 <" in note and B.read_pointer(home, "model") == v1
     # ...an equal one is accepted
-    ok, note = maybe_promote(home, r2.version, fake_embedder, val, labels, views, 1.0, None, force=False)
+    ok, note = maybe_promote(home, r2.version, fake_embedder, val, labels, 1.0, None, force=False)
     assert ok and B.read_pointer(home, "model") == r2.version
     promote_version(home, v1)
-    r3 = train(good, home, fake_embedder, val_split=0.25, seed=1, promote=True, force=True)
+    r3 = train(good, home, fake_embedder, TrainOptions(val_split=0.25, seed=1, promote=True, force=True))
     assert r3.promoted and B.read_pointer(home, "model") == r3.version
     assert rollback(home) == v1 and B.read_pointer(home, "model") == v1
     assert rollback(home) == r2.version  # history: r2, then v1 (promoted again), then r3
@@ -147,20 +140,20 @@ def test_kfold_is_stratified_and_keeps_every_class_in_training():
 
 def test_cross_validated_model_is_fit_on_all_rows_and_promotes_honestly(tmp_path, home, fake_embedder):
     good = load_labeled_texts(write_csv(tmp_path / "good.csv", rows()))
-    r1 = train(good, home, fake_embedder, oos_label="out_of_scope", cv_folds=3, seed=1, promote=True)
+    r1 = train(good, home, fake_embedder, TrainOptions(oos_label="out_of_scope", cv_folds=3, seed=1, promote=True))
     assert r1.promoted and r1.manifest["validation"]["cv_folds"] == 3 and r1.metrics["n"] == len(rows())
     trained_on = json.loads((B.bundle_path(home, "model", r1.version) / "trained_on.json").read_text())
     assert len(trained_on["text_sha256_16"]) == len(rows())  # the served model saw every row
     # same data, same folds: the current model saw every text, so the cross-validated figures are compared
-    r2 = train(good, home, fake_embedder, oos_label="out_of_scope", cv_folds=3, seed=1, promote=True)
+    r2 = train(good, home, fake_embedder, TrainOptions(oos_label="out_of_scope", cv_folds=3, seed=1, promote=True))
     assert r2.promoted and "cross-validated macro-F1" in r2.promotion_note
     # other folds: nothing both figures are honest on, so no promotion without --force
-    r3 = train(good, home, fake_embedder, oos_label="out_of_scope", cv_folds=3, seed=2, promote=True)
+    r3 = train(good, home, fake_embedder, TrainOptions(oos_label="out_of_scope", cv_folds=3, seed=2, promote=True))
     assert not r3.promoted and "nothing to compare" in r3.promotion_note
     # new texts: compared on the texts the current model never saw
     more = rows() + [("refund for my card payment please", "refund", "refund"), ("api key webhook", "webhook", "")]
     data = load_labeled_texts(write_csv(tmp_path / "more.csv", more))
-    r4 = train(data, home, fake_embedder, oos_label="out_of_scope", cv_folds=3, seed=1, promote=True)
+    r4 = train(data, home, fake_embedder, TrainOptions(oos_label="out_of_scope", cv_folds=3, seed=1, promote=True))
     assert "macro-F1" in r4.promotion_note and "same folds" not in r4.promotion_note
     assert "nothing to compare" not in r4.promotion_note
 
@@ -179,17 +172,17 @@ def test_cross_validated_model_is_fit_on_all_rows_and_promotes_honestly(tmp_path
 )
 def test_bad_training_data_is_refused_and_changes_nothing(tmp_path, home, fake_embedder, content, message):
     good = load_labeled_texts(write_csv(tmp_path / "good.csv", rows()))
-    v1 = train(good, home, fake_embedder, val_split=0.25, promote=True).version
+    v1 = train(good, home, fake_embedder, TrainOptions(val_split=0.25, promote=True)).version
     with pytest.raises(InvalidInputError, match=message):
         data = load_labeled_texts(write(tmp_path / "d.csv", content))
-        train(data, home, fake_embedder, promote=True)
+        train(data, home, fake_embedder, TrainOptions(promote=True))
     assert B.read_pointer(home, "model") == v1 and B.list_versions(home, "model") == [v1]
 
 
 def test_unknown_oos_label_is_refused(tmp_path, home, fake_embedder):
     data = load_labeled_texts(write_csv(tmp_path / "d.csv", rows()))
     with pytest.raises(InvalidInputError, match="--oos-label 'nope'"):
-        train(data, home, fake_embedder, oos_label="nope")
+        train(data, home, fake_embedder, TrainOptions(oos_label="nope"))
 
 
 def _kb(tmp_path):
@@ -208,7 +201,7 @@ def _kb(tmp_path):
 def served(tmp_path, home, fake_embedder):
     ingest(_kb(tmp_path), home, fake_embedder)
     data = load_labeled_texts(write_csv(tmp_path / "d.csv", rows()))
-    train(data, home, fake_embedder, oos_label="out_of_scope", val_split=0.25, promote=True)
+    train(data, home, fake_embedder, TrainOptions(oos_label="out_of_scope", val_split=0.25, promote=True))
     s = Settings(home=home, min_score=0.05, reload_interval=0.0, never_deflect=["refund"], oos_override_score=1.5)
     return s, Engine(s, fake_embedder)
 
@@ -227,7 +220,7 @@ def test_abstains_for_never_deflect_and_out_of_scope(served):
     r = engine.suggest(SuggestQuery(description="refund my card payment please"))
     assert r.abstained and r.reason == "never_deflect" and r.suggestions == [] and r.would_show
     r = engine.suggest(SuggestQuery(description="tell me a joke about the weather"))
-    assert r.intent["out_of_scope"] and r.abstained and r.reason == "out_of_scope"
+    assert r.intent.out_of_scope and r.abstained and r.reason == "out_of_scope"
 
 
 def test_no_model_means_null_intent(tmp_path, home, fake_embedder):
@@ -241,7 +234,7 @@ def test_intent_boost_ranks_linked_articles_higher(tmp_path, home, fake_embedder
     ingest(_kb(tmp_path), home, fake_embedder)
     mapping = write(tmp_path / "map.json", json.dumps({"calendar": ["refund"]}))
     data = load_labeled_texts(write_csv(tmp_path / "d.csv", rows()))
-    train(data, home, fake_embedder, val_split=0.25, promote=True)
+    train(data, home, fake_embedder, TrainOptions(val_split=0.25, promote=True))
     q = SuggestQuery(description="google calendar sync", k=4)
     plain = Engine(Settings(home=home, min_score=0.0, intent_boost=0.0), fake_embedder).suggest(q)
     boosted = Engine(
@@ -257,7 +250,9 @@ def test_model_swap_under_requests_in_flight(tmp_path, served, fake_embedder):
     with TestClient(create_app(s, engine=engine)) as c:
         with Hammer(c, {"description": "forgot password"}, "model_version") as h:
             versions = [
-                train(data, s.home, fake_embedder, val_split=0.25, seed=i, promote=True, force=True).version
+                train(
+                    data, s.home, fake_embedder, TrainOptions(val_split=0.25, seed=i, promote=True, force=True)
+                ).version
                 for i in range(3)
             ]
             h.wait_for(versions[-1])

@@ -7,13 +7,16 @@ import logging
 
 import numpy as np
 import pytest
-from deflect.models.intent import IntentClassifier
-from deflect.models.intent_head import OnnxHead, choose_head_weight, combine, train_head
-from deflect.models.train_intent import LabeledTexts, load_labeled_texts, load_model, train
 
 from deflect.config import Settings
+from deflect.core.errors import BundleError
 from deflect.engine import Engine
-from deflect.errors import BundleError
+from deflect.models.encoding import QueryEncoding
+from deflect.models.intent import IntentClassifier
+from deflect.models.intent_head import OnnxHead, choose_head_weight, combine, train_head
+from deflect.models.labeled import LabeledTexts, load_labeled_texts
+from deflect.models.registry import load_model
+from deflect.models.training import TrainOptions, train
 from tests.conftest import DEMO_KB
 
 INTENTS = {
@@ -88,18 +91,20 @@ def test_head_weight_is_zero_for_a_useless_head_and_positive_for_a_useful_one():
 
 def test_trunk_output_is_per_text_and_batching_one_at_a_time_matches_serving(real_embedder):
     texts = ["hello there", "a much longer sentence about the card that never arrived"]
-    emb, mx, states = real_embedder.encode_views(texts, batch_size=1, trunk=True)
+    v = real_embedder.encode_views(texts, batch_size=1, trunk=True)
+    emb, mx, states = v.embedding, v.max_pooled, v.trunk
     assert emb.shape == mx.shape == (2, real_embedder.dimension)
     n_tokens = [len(real_embedder.token_spans(t)) + 2 for t in texts]  # plus [CLS] and [SEP]
     assert [s.shape for s in states] == [(n, real_embedder.dimension) for n in n_tokens]
-    e1, _, s1 = real_embedder.encode_views(texts[1:], trunk=True)  # the serving path
+    one = real_embedder.encode_views(texts[1:], trunk=True)  # the serving path
+    e1, s1 = one.embedding, one.trunk
     np.testing.assert_allclose(s1[0], states[1], atol=1e-5)
     np.testing.assert_allclose(e1[0], emb[1], atol=1e-6)
 
 
 @pytest.fixture(scope="module")
 def trained_head(real_embedder, tmp_path_factory):
-    states = real_embedder.encode_views(TEXTS, batch_size=1, trunk=True)[2]
+    states = real_embedder.encode_views(TEXTS, batch_size=1, trunk=True).trunk
     out = tmp_path_factory.mktemp("head")
     head, rep = train_head(
         real_embedder.model_dir, real_embedder.trunk_layer, states, Y, len(INTENTS), out, epochs=8, seed=0
@@ -131,14 +136,16 @@ def test_classifier_with_a_head_round_trips_and_the_head_counts(trained_head, re
     assert loaded.uses_head and loaded.head_weight == 0.5
     np.testing.assert_allclose(loaded.predict_proba(QUERIES), combined, atol=1e-5)
     # one text at a time through precomputed views (the serving path) gives the same answer
-    e, m, s = real_embedder.encode_views(QUERIES[:1], trunk=True)
-    one = loaded.predict_intents(QUERIES[:1], views=(e, m, loaded.head.embed(s)))[0]
+    v = real_embedder.encode_views(QUERIES[:1], trunk=True)
+    enc = QueryEncoding.from_views(v, head_input=loaded.head.embed(v.trunk))
+    one = loaded.predict_intents(QUERIES[:1], encoding=enc)[0]
     assert one.label == loaded.classes_[combined[0].argmax()]
     assert one.confidence == pytest.approx(combined[0].max(), abs=1e-5)
     # an embedder without the trunk output: the linear model alone, with a warning, no failure
     blind = IntentClassifier.load(tmp_path / "clf", None)
     with caplog.at_level(logging.WARNING, logger="deflect.intent"):
-        alone = blind.predict_proba(QUERIES, views=real_embedder.encode_views(QUERIES, batch_size=1))
+        plain = QueryEncoding.from_views(real_embedder.encode_views(QUERIES, batch_size=1))
+        alone = blind.predict_proba(QUERIES, encoding=plain)
     np.testing.assert_allclose(alone, linear, atol=1e-5)
     assert "trunk output" in caplog.text
 
@@ -158,9 +165,11 @@ def test_train_with_a_head_and_the_engine_serves_it(real_embedder, real_home):
         data,
         real_home,
         real_embedder,
-        oos_label="out_of_scope",
-        params={"head_epochs": 2, "head_weight": 0.3, "head_min_validation": 0},
-        promote=True,
+        TrainOptions(
+            oos_label="out_of_scope",
+            params={"head_epochs": 2, "head_weight": 0.3, "head_min_validation": 0},
+            promote=True,
+        ),
     )
     head = res.manifest["head"]
     assert head["weight"] == 0.3 and head["epochs"] == 2 and head["trunk_layer"] == real_embedder.trunk_layer
@@ -168,13 +177,15 @@ def test_train_with_a_head_and_the_engine_serves_it(real_embedder, real_home):
     assert res.metrics["n"] == head["validation_rows"]  # figures from rows the head never saw
     assert "fine-tuned head" in res.metrics["method"]
     assert not list(real_home.glob(".head-*"))  # the scratch export is gone
-    clf, _, _ = load_model(real_home, res.version, real_embedder)
+    clf = load_model(real_home, res.version, real_embedder).classifier
     assert clf.uses_head
     engine = Engine(Settings(home=real_home), real_embedder)
     text = "i never got the email to reset my password"
-    views = engine.encode_query(text)
-    assert views[2] is not None and len(views[2]) == 3  # head embedding from the same forward pass
-    pred, model = engine.classify(text, views)
+    encoding = engine.encode_query(text)
+    # the head's input from the same forward pass, made for this model
+    assert encoding.head_input is not None and len(encoding.head_input) == 1
+    assert encoding.model_version == res.version
+    pred, model = engine.classify(text, encoding)
     direct = clf.predict_intents([text])[0]
     assert model.version == res.version and pred.label == direct.label
     assert pred.confidence == pytest.approx(direct.confidence, abs=1e-5)
@@ -184,7 +195,7 @@ def test_train_with_a_head_and_the_engine_serves_it(real_embedder, real_home):
 
 def test_without_head_epochs_or_enough_validation_texts_there_is_no_head(real_embedder, real_home):
     data = LabeledTexts(TEXTS, LABELS, [""] * len(TEXTS), "tiny", "tiny")
-    res = train(data, real_home, real_embedder, params={"head_epochs": 0})
+    res = train(data, real_home, real_embedder, TrainOptions(params={"head_epochs": 0}))
     assert res.manifest["head"] is None
     assert not (real_home / "models" / res.version / "classifier" / "head").exists()
     res = train(data, real_home, real_embedder)  # 4 held-out texts: too few to weigh a head on
@@ -194,16 +205,16 @@ def test_without_head_epochs_or_enough_validation_texts_there_is_no_head(real_em
 
 
 def test_a_head_that_cannot_be_trained_leaves_a_model_without_it(real_embedder, real_home, monkeypatch):
-    import deflect.models.train_intent as T
+    import deflect.models.training as T
 
     def broken(*args, **kwargs):
         raise RuntimeError("this encoder's layers cannot be copied")
 
     monkeypatch.setattr(T, "train_head", broken)
     data = LabeledTexts(TEXTS, LABELS, [""] * len(TEXTS), "tiny", "tiny")
-    res = train(data, real_home, real_embedder, params={"head_min_validation": 0}, promote=True)
+    res = train(data, real_home, real_embedder, TrainOptions(params={"head_min_validation": 0}, promote=True))
     assert "cannot be copied" in res.manifest["head"]["skipped"]
     assert res.promoted and res.metrics["n"] == len(TEXTS)  # out of fold, on every text
     assert not list(real_home.glob(".head-*"))
-    clf, _, _ = load_model(real_home, res.version, real_embedder)
+    clf = load_model(real_home, res.version, real_embedder).classifier
     assert not clf.uses_head and clf.predict(QUERIES[:1])[0] == "password"

@@ -1,6 +1,7 @@
 import math
 
 import pytest
+
 from deflect.eval.metrics import (
     abstention,
     mrr_at_k,

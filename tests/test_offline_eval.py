@@ -7,10 +7,10 @@ import json
 import math
 
 import pytest
-from deflect.eval.offline import Answer, compare_reports, curve_of, estimate_deflection, flatten, tune_thresholds
 from typer.testing import CliRunner
 
 from deflect.cli.main import app
+from deflect.eval.offline import Answer, compare_reports, curve_of, estimate_deflection, flatten, tune_thresholds
 from tests.conftest import DEMO_KB, DEMO_QUERIES
 
 runner = CliRunner()
@@ -160,10 +160,9 @@ def test_eval_deflection_and_compare(trained_home, tmp_path):
 
 @pytest.mark.slow
 def test_tune_writes_thresholds_the_engine_uses(trained_home):
-    from deflect.models import bundle as B
-
     from deflect.config import Settings
     from deflect.engine import Engine
+    from deflect.models import bundle as B
 
     engine = Engine(Settings(home=trained_home, reload_interval=0.0))
     bundle = engine.index.get()

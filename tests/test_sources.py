@@ -1,9 +1,9 @@
 import json
 
 import pytest
-from deflect.kb_ingest.sources import Parsed, Skipped, read_source
 
-from deflect.errors import IngestError
+from deflect.core.errors import IngestError
+from deflect.kb_ingest.sources import Parsed, Skipped, read_source
 from tests.conftest import write
 
 

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import deflect
 from deflect.api.routes import events, health, suggest, widget
 from deflect.config import Settings, get_settings
-from deflect.errors import DeflectError, InvalidInputError, NotReadyError
+from deflect.core.errors import DeflectError, InvalidInputError, NotReadyError
 
 MAX_BODY_BYTES = 64 * 1024
 _NAMES = re.compile(r"[A-Za-z_]\w*(?:, [A-Za-z_]\w*)*")

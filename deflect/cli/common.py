@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from deflect.config import Settings
-from deflect.errors import DeflectError
+from deflect.core.errors import DeflectError
 
 HomeOpt = Annotated[
     Path | None,

@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from deflect.cli.common import HomeOpt, friendly, settings_for
-from deflect.errors import InvalidInputError
+from deflect.core.datahome import DataHome
+from deflect.core.errors import InvalidInputError
 
 eval_app = typer.Typer(help="Offline evaluation on your own data (no server needed).", no_args_is_help=True)
 
@@ -39,22 +40,22 @@ def engine_for(home: Path | None, kb: str | None, index: str | None):
         yield Engine(settings)
         return
     from deflect.kb_ingest.pipeline import ingest
-    from deflect.models.embedder import load_embedder
+    from deflect.models.embedders import load_embedder
 
-    real = Path(settings.home)
-    real.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".eval-", dir=real))
+    real = DataHome(settings.home)
+    real.root.mkdir(parents=True, exist_ok=True)
+    tmp = DataHome(tempfile.mkdtemp(prefix=real.temp_prefix("eval"), dir=real.root))
     try:
-        (real / "onnx").mkdir(exist_ok=True)
-        (tmp / "onnx").symlink_to((real / "onnx").resolve(), target_is_directory=True)
-        model = B.read_pointer(real, "model")
+        real.onnx_cache.mkdir(exist_ok=True)
+        tmp.onnx_cache.symlink_to(real.onnx_cache.resolve(), target_is_directory=True)
+        model = B.read_pointer(real.root, "model")
         if model is not None:
-            (tmp / "models").symlink_to((real / "models").resolve(), target_is_directory=True)
-            B.write_pointer(tmp, "model", model)
-        tsettings = settings.model_copy(update={"home": tmp})
+            tmp.bundles("model").symlink_to(real.bundles("model").resolve(), target_is_directory=True)
+            B.write_pointer(tmp.root, "model", model)
+        tsettings = settings.model_copy(update={"home": tmp.root})
         summary = ingest(
             kb,
-            tmp,
+            tmp.root,
             load_embedder(tsettings, purpose="ingest"),
             chunk_tokens=settings.chunk_tokens,
             chunk_overlap=settings.chunk_overlap,
@@ -64,7 +65,7 @@ def engine_for(home: Path | None, kb: str | None, index: str | None):
             typer.secho(f"ingest skipped {len(summary.skipped)} records (see `deflect ingest`)", fg="yellow", err=True)
         yield Engine(tsettings)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp.root, ignore_errors=True)
 
 
 def write_outputs(out: Path, report: dict, html: str) -> None:
@@ -147,7 +148,7 @@ def eval_intent(
     """Accuracy, macro-F1, per intent, confusions, out of scope and calibration, beside two baselines."""
     from deflect.eval.intent_eval import evaluate_intents
     from deflect.eval.render import intent_html
-    from deflect.models.embedder import load_embedder
+    from deflect.models.embedders import load_embedder
 
     settings = settings_for(home)
     rep = evaluate_intents(

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from deflect.cli.common import HomeOpt, friendly, settings_for
-from deflect.errors import InvalidInputError
+from deflect.core.errors import InvalidInputError
 
 events_app = typer.Typer(help="The event store: export, migrate, inspect.", no_args_is_help=True)
 
@@ -124,7 +124,7 @@ def report_cmd(
             store.close()
     vectors = None
     if themes_by == "meaning":
-        from deflect.models.embedder import load_embedder
+        from deflect.models.embedders import load_embedder
 
         emb = load_embedder(settings)
         vectors = emb.encode

@@ -23,7 +23,7 @@ def ingest_cmd(
 ) -> None:
     """Ingest a knowledge base: embed new and changed articles, drop deleted ones, swap the index in."""
     from deflect.kb_ingest.pipeline import ingest
-    from deflect.models.embedder import load_embedder
+    from deflect.models.embedders import load_embedder
 
     settings = settings_for(home)
     embedder = load_embedder(settings, purpose="ingest")

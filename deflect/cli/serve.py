@@ -58,7 +58,7 @@ def suggest_cmd(
         typer.echo(
             json.dumps(
                 {
-                    "intent": res.intent,
+                    "intent": res.intent.summary() if res.intent else None,
                     "model_version": res.model_version,
                     "abstained": res.abstained,
                     "reason": res.reason,
@@ -72,8 +72,8 @@ def suggest_cmd(
         return
     if res.intent:
         typer.echo(
-            f"intent: {res.intent['label']} ({res.intent['confidence']:.2f})"
-            + ("  [out of scope]" if res.intent.get("out_of_scope") else "")
+            f"intent: {res.intent.label} ({res.intent.confidence:.2f})"
+            + ("  [out of scope]" if res.intent.out_of_scope else "")
         )
     if res.abstained:
         typer.secho(f"abstained: {res.reason} (what would have been shown is listed below)", fg=typer.colors.YELLOW)
@@ -87,7 +87,7 @@ def index_info(
     home: HomeOpt = None, version: Annotated[str | None, typer.Option(help="A version; default current.")] = None
 ) -> None:
     """Version, counts, embedder and creation time of an index bundle."""
-    from deflect.errors import NotReadyError
+    from deflect.core.errors import NotReadyError
     from deflect.models import bundle as B
 
     settings = settings_for(home)

@@ -64,8 +64,9 @@ def train_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train an intent model from labeled texts, validate it, and write a new model bundle."""
-    from deflect.models.embedder import load_embedder
-    from deflect.models.train_intent import load_labeled_texts, train
+    from deflect.models.embedders import load_embedder
+    from deflect.models.labeled import load_labeled_texts
+    from deflect.models.training import TrainOptions, train
 
     settings = settings_for(home)
     rows = load_labeled_texts(data, text_col, label_col)
@@ -74,16 +75,18 @@ def train_cmd(
         rows,
         settings.home,
         embedder,
-        oos_label=oos_label,
-        val_split=val_split,
-        cv_folds=cv_folds,
-        seed=seed,
-        promote=promote,
-        force=force,
-        finetune=finetune,
-        time_budget_s=time_budget * 60,
-        progress=finetune and not as_json,
-        params={"head_epochs": head_epochs},
+        TrainOptions(
+            oos_label=oos_label,
+            val_split=val_split,
+            cv_folds=cv_folds,
+            seed=seed,
+            promote=promote,
+            force=force,
+            finetune=finetune,
+            time_budget_s=time_budget * 60,
+            progress=finetune and not as_json,
+            params={"head_epochs": head_epochs},
+        ),
     )
     if as_json:
         typer.echo(
@@ -141,7 +144,7 @@ def models_show(
     version: Annotated[str, typer.Argument(help="A model version, or 'current'.")], home: HomeOpt = None
 ) -> None:
     """The manifest of a model: labels, threshold, validation metrics, data and embedder."""
-    from deflect.errors import NotReadyError
+    from deflect.core.errors import NotReadyError
     from deflect.models import bundle as B
 
     settings = settings_for(home)
@@ -158,7 +161,7 @@ def models_promote(
     version: Annotated[str, typer.Argument(help="The model version to make current.")], home: HomeOpt = None
 ) -> None:
     """Make VERSION the current model (the API picks it up without a restart)."""
-    from deflect.models.train_intent import promote_version
+    from deflect.models.registry import promote_version
 
     settings = settings_for(home)
     promote_version(settings.home, version)
@@ -169,7 +172,7 @@ def models_promote(
 @friendly
 def models_rollback(home: HomeOpt = None) -> None:
     """Go back to the model that was current before the current one."""
-    from deflect.models.train_intent import rollback
+    from deflect.models.registry import rollback
 
     settings = settings_for(home)
     typer.echo(f"rolled back: {rollback(settings.home)} is now the current model")

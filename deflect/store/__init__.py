@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deflect.errors import ConfigError
+from deflect.core.datahome import DataHome
+from deflect.core.errors import ConfigError
 from deflect.store.base import (
     EVENT_TYPES,
     LATEST,
@@ -39,7 +40,7 @@ def open_store(url: str, home: Path | None = None, *, migrate: bool = True, targ
             raise ConfigError("database_url: empty and no data home to put events.db in")
         from deflect.store.sqlite import SQLiteStore
 
-        return SQLiteStore(Path(home) / "events.db", migrate=migrate, target=target)
+        return SQLiteStore(DataHome(home).events_db, migrate=migrate, target=target)
     if url.startswith("sqlite:///"):
         from deflect.store.sqlite import SQLiteStore
 

@@ -125,7 +125,7 @@ class EventStore(Protocol):
     is committed (durable). Events whose ``event_id`` is already stored are counted as
     duplicates and not written again. Reads return rows ordered by time; ``since`` is
     inclusive, ``until`` exclusive (client ``ts`` for events, ``created_at`` for suggestion
-    records). Raises :class:`deflect.errors.StoreError` when the database cannot be used.
+    records). Raises :class:`deflect.core.errors.StoreError` when the database cannot be used.
     """
 
     url: str

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from deflect.errors import StoreError
+from deflect.core.errors import StoreError
 from deflect.store.base import (
     EVENT_COLUMNS,
     MIGRATIONS,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from deflect.errors import StoreError
+from deflect.core.errors import StoreError
 from deflect.store.base import (
     EVENT_COLUMNS,
     MIGRATIONS,

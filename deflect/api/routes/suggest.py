@@ -31,10 +31,10 @@ def encoder_pool() -> ThreadPoolExecutor:
 async def suggest(body: SuggestRequest, engine: EngineDep, request: Request) -> Response:
     # The encoder (~2 ms, GIL released) runs in a small dedicated pool, one thread per core;
     # the rest (~1 ms of Python) stays on the event loop. Measured faster and with a lower
-    # p99 than running the whole request in Starlette's 40-thread pool (README, benchmarks).
+    # p99 than running the whole request in Starlette's 40-thread pool (docs/benchmarks.md).
     q = SuggestQuery(**body.model_dump())
-    views = await asyncio.get_running_loop().run_in_executor(encoder_pool(), engine.encode_query, q.text())
-    res = engine.suggest(q, views=views)
+    encoding = await asyncio.get_running_loop().run_in_executor(encoder_pool(), engine.encode_query, q.text())
+    res = engine.suggest(q, encoding=encoding)
     recorder = request.app.state.recorder
     if recorder is not None and engine.settings.record_suggestions:
         recorder.record_suggestion(suggest_record(q, res))  # written behind the response
@@ -43,7 +43,7 @@ async def suggest(body: SuggestRequest, engine: EngineDep, request: Request) -> 
         variant=res.variant,
         abstained=res.abstained,
         reason=res.reason,
-        intent={"label": res.intent["label"], "confidence": res.intent["confidence"]} if res.intent else None,
+        intent={"label": res.intent.label, "confidence": round(res.intent.confidence, 4)} if res.intent else None,
         suggestions=[
             {"article_id": s.article_id, "title": s.title, "url": s.url, "snippet": s.snippet, "score": s.score}
             for s in res.suggestions

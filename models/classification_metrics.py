@@ -1,4 +1,6 @@
-"""Classification metrics as plain functions (inputs checked for matching lengths)."""
+"""Classification metrics as plain functions (inputs checked for matching lengths), and the
+validation figures of intent predictions that training, promotion and ``deflect eval intent``
+report."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support, roc_auc_score
+
+from deflect.models.intent import IntentPrediction
 
 
 def _same_length(*arrays: Sequence) -> None:
@@ -62,3 +66,29 @@ def oos_auroc(in_scope_scores: Sequence[float], oos_scores: Sequence[float]) -> 
     y = np.r_[np.zeros(len(in_scope_scores)), np.ones(len(oos_scores))]
     s = -np.r_[np.asarray(in_scope_scores, float), np.asarray(oos_scores, float)]
     return float(roc_auc_score(y, s))
+
+
+def prediction_metrics(preds: list[IntentPrediction], labels: list[str], oos_label: str | None) -> dict:
+    """Accuracy, macro-F1, per-intent figures, ECE and (with out-of-scope rows) OOS figures."""
+    in_scope = [i for i, lab in enumerate(labels) if lab != oos_label]
+    oos = [i for i, lab in enumerate(labels) if lab == oos_label]
+    y_pred = [oos_label if (p.out_of_scope and oos_label) else p.label for p in preds]
+    y_true = list(labels)
+    m = {
+        "n": len(labels),
+        "accuracy": accuracy(y_true, y_pred),
+        "macro_f1": macro_f1(y_true, y_pred),
+        "per_intent": per_class(y_true, y_pred),
+        "ece": expected_calibration_error(
+            [p.confidence for p in preds], [p.label == t for p, t in zip(preds, labels, strict=True)]
+        ),
+    }
+    if oos:
+        m["oos_recall"] = float(np.mean([preds[i].out_of_scope or preds[i].label == oos_label for i in oos]))
+        m["oos_auroc"] = oos_auroc([preds[i].oos_score for i in in_scope], [preds[i].oos_score for i in oos])
+        m["in_scope_accuracy"] = (
+            float(np.mean([preds[i].label == labels[i] and not preds[i].out_of_scope for i in in_scope]))
+            if in_scope
+            else float("nan")
+        )
+    return m
