@@ -1,5 +1,5 @@
 """`make bench`: retrieval quality, serving throughput and ingest speed, each beside its
-baseline measured in the same run. Prints one table and rewrites the README's benchmark
+baseline measured in the same run. Prints one table and rewrites docs/benchmarks.md's results
 section. Reads ../shared/datasets (never copied); says clearly what is missing.
 
     python -m bench.run [--only stackfaq,demo,http,ingest] [--seconds 10] [--no-readme]
@@ -513,14 +513,14 @@ def main() -> None:
         json.dumps({"date": started.isoformat(), "machine": machine(), "rows": rows, "notes": notes}, indent=2)
     )
     (RESULTS / "latest.md").write_text(md)
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "benchmarks.md"
     if not a.no_readme and readme.exists():
         text = readme.read_text()
         start, end = "<!-- bench:start -->", "<!-- bench:end -->"
         if start in text and end in text:
             head, rest = text.split(start, 1)
             readme.write_text(head + start + "\n" + md + end + rest.split(end, 1)[1])
-            print("README benchmark section updated")
+            print("docs/benchmarks.md results updated")
 
 
 if __name__ == "__main__":

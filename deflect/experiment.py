@@ -2,7 +2,7 @@
 
 A session in the control group is shown nothing (the server still records what it would
 have shown); comparing its submit rate with the treatment group's measures how many
-tickets the suggestions really avoid (DESIGN.md, "Measuring deflection honestly").
+tickets the suggestions really avoid (docs/deflection.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The data contracts shared by ingest, indexes and the engine (see DESIGN.md)."""
+"""The data contracts shared by ingest, indexes and the engine (see docs/architecture.md)."""
 
 from __future__ import annotations
 

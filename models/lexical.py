@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-logging.getLogger("bm25s").setLevel(logging.WARNING)
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
 
@@ -43,7 +41,6 @@ class BM25Index:
     def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
         import bm25s
 
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
         self._bm25 = bm25s.BM25(k1=k1, b=b)
         self._n = 0
         self._vocab: dict[str, int] = {}

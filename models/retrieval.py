@@ -8,7 +8,7 @@ Fusion modes (``mode``):
   divided by the best article's BM25 for this query). The cosine part is absolute, so a low
   score means a poor match and the abstention threshold keeps its meaning across queries.
   Defaults (alpha 0.9, title_weight 0.3) were chosen by measuring on StackFAQ and the demo
-  queries (README, "Retrieval").
+  queries (docs/retrieval.md).
 * ``rrf``: reciprocal-rank fusion of the dense and lexical chunk rankings.
 * ``dense`` / ``lexical``: one retriever alone, best chunk per article (baselines).
 

@@ -21,7 +21,7 @@ eval_app = typer.Typer(help="Offline evaluation on your own data (no server need
 OutOpt = Annotated[
     Path, typer.Option("--out", envvar="DEFLECT_EVAL_OUT", help="Directory for report.json and report.html.")
 ]
-QueriesOpt = Annotated[Path, typer.Option("--queries", help="Labeled queries, CSV or JSONL (DESIGN.md).")]
+QueriesOpt = Annotated[Path, typer.Option("--queries", help="Labeled queries, CSV or JSONL (docs/evaluation.md).")]
 
 
 @contextmanager

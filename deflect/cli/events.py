@@ -284,7 +284,7 @@ def info_cmd(home: HomeOpt = None, database_url: DbOpt = None) -> None:
 
 @friendly
 def simulate_cmd(
-    queries: Annotated[Path, typer.Option("--queries", help="Labeled queries (CSV or JSONL, DESIGN.md).")],
+    queries: Annotated[Path, typer.Option("--queries", help="Labeled queries (CSV or JSONL, docs/evaluation.md).")],
     sessions: Annotated[int, typer.Option("--sessions", min=1, help="How many sessions.")] = 10_000,
     true_effect: Annotated[
         float, typer.Option("--true-effect", help="True drop in submit rate from suggestions.")

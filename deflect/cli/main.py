@@ -36,6 +36,8 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    # the command line's choice, not the library's: bm25s logs every index build at INFO
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":
