@@ -88,3 +88,22 @@ def test_training_the_head_leaves_torchs_generator_as_it_was(real_embedder, tmp_
         real_embedder.model_dir, real_embedder.trunk_layer, states, np.array([0, 1, 0, 1]), 2, tmp_path, epochs=1
     )
     assert torch.equal(torch.get_rng_state(), before)
+
+
+CLI_THEN_BM25S = """
+from deflect.cli.main import _main
+_main(verbose=False)  # what every `deflect ...` command runs first
+import logging, bm25s  # imported lazily, after the command configured logging; sets its logger to DEBUG
+bm25s.BM25().index(bm25s.tokenize(["reset my password", "download an invoice"], show_progress=False),
+                   show_progress=False)
+logging.getLogger("bm25s").info("an index build")
+logging.getLogger("bm25s").warning("a real bm25s warning")
+logging.getLogger("deflect.engine").warning("a deflect warning")
+"""
+
+
+def test_the_command_line_keeps_bm25s_quiet_but_not_its_warnings():
+    done = subprocess.run([sys.executable, "-c", CLI_THEN_BM25S], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "an index build" not in done.stderr and "DEBUG" not in done.stderr, done.stderr
+    assert "a real bm25s warning" in done.stderr and "a deflect warning" in done.stderr

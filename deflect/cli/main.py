@@ -31,13 +31,27 @@ app.add_typer(eval_app, name="eval")
 app.command("tune")(tune_cmd)
 
 
+# libraries whose records below WARNING the command line never prints
+QUIET_LIBRARIES = ("bm25s",)
+
+
+class QuietLibraries(logging.Filter):
+    """Drops records below WARNING from :data:`QUIET_LIBRARIES`. A filter on our handlers,
+    not a logger level: bm25s logs every index build and sets its own logger to DEBUG when
+    it is imported, which happens lazily, after this command's logging is configured."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] not in QUIET_LIBRARIES
+
+
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    # the command line's choice, not the library's: bm25s logs every index build at INFO
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # the command line's choice, not the library's
+        if not any(isinstance(f, QuietLibraries) for f in handler.filters):
+            handler.addFilter(QuietLibraries())
 
 
 if __name__ == "__main__":
