@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deflect.eval.intent_eval import ReliabilityBin
 
 COLORS = ["#1f6feb", "#d1242f", "#1a7f37", "#8250df", "#bf8700"]
 
@@ -90,7 +94,7 @@ def line_chart(
     )
 
 
-def reliability_chart(bins: Sequence[dict], *, title: str = "Reliability") -> str:
+def reliability_chart(bins: Sequence[ReliabilityBin], *, title: str = "Reliability") -> str:
     """Accuracy per confidence bin (bars) against the diagonal of perfect calibration."""
     w, h, left, bottom, top = 420, 320, 50, 45, 15
     pw, ph = w - left - 20, h - top - bottom
@@ -99,15 +103,15 @@ def reliability_chart(bins: Sequence[dict], *, title: str = "Reliability") -> st
         f"<line x1='{left}' y1='{top + ph}' x2='{left + pw}' y2='{top}' stroke='#9aa5b1' stroke-dasharray='4 3'/>"
     )
     for b in bins:
-        if not b["count"]:
+        if not b.count:
             continue
-        x0 = left + pw * b["lo"]
-        bw = pw * (b["hi"] - b["lo"])
-        bh = ph * b["accuracy"]
+        x0 = left + pw * b.lo
+        bw = pw * (b.hi - b.lo)
+        bh = ph * b.accuracy
         parts.append(
             f"<rect x='{x0 + 1:.1f}' y='{top + ph - bh:.1f}' width='{max(bw - 2, 1):.1f}' height='{bh:.1f}' "
-            f"fill='#1f6feb' opacity='0.8'><title>{b['lo']:.2f}-{b['hi']:.2f}: accuracy {b['accuracy']:.2f}, "
-            f"{b['count']} texts</title></rect>"
+            f"fill='#1f6feb' opacity='0.8'><title>{b.lo:.2f}-{b.hi:.2f}: accuracy {b.accuracy:.2f}, "
+            f"{b.count} texts</title></rect>"
         )
     for i in range(6):
         f = i / 5

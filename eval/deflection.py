@@ -1,4 +1,4 @@
-"""Deflection measured from the event store, honestly (DESIGN.md, "Measuring deflection honestly").
+"""Deflection measured from the event store, honestly (docs/deflection.md).
 
 Definitions (all per session; a session is everything carrying one ``session_id``):
 
@@ -141,6 +141,136 @@ def _rate(x: int, n: int) -> float | None:
     return x / n if n else None
 
 
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+@dataclass(frozen=True)
+class Period:
+    """What the report covers: sessions starting in ``[since, until)``, data up to ``as_of``."""
+
+    since: datetime | None
+    until: datetime | None
+    as_of: datetime
+    window: timedelta
+    first_session: datetime | None
+    last_session: datetime | None
+
+    @property
+    def window_hours(self) -> float:
+        return self.window.total_seconds() / 3600
+
+    def to_dict(self) -> dict:
+        return {
+            "since": _iso(self.since),
+            "until": _iso(self.until),
+            "as_of": self.as_of.isoformat(),
+            "window_hours": self.window_hours,
+            "first_session": _iso(self.first_session),
+            "last_session": _iso(self.last_session),
+        }
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """The experiment: eligible sessions of each group that closed, and how many sent the form."""
+
+    treatment_sessions: int
+    control_sessions: int
+    treatment_submitted: int
+    control_submitted: int
+    pending: int
+
+    @property
+    def treatment_submit_rate(self) -> float | None:
+        return _rate(self.treatment_submitted, self.treatment_sessions)
+
+    @property
+    def control_submit_rate(self) -> float | None:
+        return _rate(self.control_submitted, self.control_sessions)
+
+    @property
+    def difference(self) -> RateCI | None:
+        """Control submit rate minus treatment submit rate, with its 95% interval."""
+        return diff_of_proportions(
+            self.control_submitted, self.control_sessions, self.treatment_submitted, self.treatment_sessions
+        )
+
+    @property
+    def incremental_deflection(self) -> float | None:
+        d = self.difference
+        return d.estimate if d else None
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        d = self.difference
+        return (d.low, d.high) if d else None
+
+    @property
+    def tickets_avoided(self) -> float | None:
+        d = self.difference
+        return d.estimate * self.treatment_sessions if d else None
+
+    @property
+    def tickets_avoided_ci95(self) -> tuple[float, float] | None:
+        d = self.difference
+        return (d.low * self.treatment_sessions, d.high * self.treatment_sessions) if d else None
+
+    @property
+    def relative_reduction(self) -> float | None:
+        d = self.difference
+        return d.estimate / (self.control_submitted / self.control_sessions) if d and self.control_submitted else None
+
+    @property
+    def note(self) -> str | None:
+        if self.difference:
+            return None
+        return "no eligible sessions in one of the groups: is the control group configured (control_share)?"
+
+    def to_dict(self) -> dict:
+        ci, tci = self.ci95, self.tickets_avoided_ci95
+        return {
+            "treatment_sessions": self.treatment_sessions,
+            "control_sessions": self.control_sessions,
+            "treatment_submit_rate": self.treatment_submit_rate,
+            "control_submit_rate": self.control_submit_rate,
+            "incremental_deflection": self.incremental_deflection,
+            "ci95": list(ci) if ci else None,
+            "tickets_avoided": self.tickets_avoided,
+            "tickets_avoided_ci95": list(tci) if tci else None,
+            "relative_reduction": self.relative_reduction,
+            "pending": self.pending,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Abstention:
+    """Suggest calls in the period, and those that showed nothing by reason."""
+
+    calls: int
+    by_reason: dict[str, int]
+
+    @property
+    def abstained(self) -> int:
+        return sum(self.by_reason.values())
+
+    @property
+    def rate(self) -> float | None:
+        return _rate(self.abstained, self.calls)
+
+    def reason_rate(self, reason: str) -> float:
+        return self.by_reason[reason] / self.calls
+
+    def to_dict(self) -> dict:
+        return {
+            "calls": self.calls,
+            "abstained": self.abstained,
+            "rate": self.rate,
+            "by_reason": {k: {"calls": v, "rate": self.reason_rate(k)} for k, v in self.by_reason.items()},
+        }
+
+
 @dataclass
 class Breakdown:
     """Figures for one group of sessions (an intent, a day, ...)."""
@@ -154,12 +284,18 @@ class Breakdown:
     abstained: int = 0
     pending: int = 0
 
+    @property
+    def observed_deflection_rate(self) -> float | None:
+        return _rate(self.deflected, self.shown)
+
     def to_dict(self) -> dict:
-        return {**self.__dict__, "observed_deflection_rate": _rate(self.deflected, self.shown)}
+        return {**self.__dict__, "observed_deflection_rate": self.observed_deflection_rate}
 
 
 @dataclass
 class ArticleFigures:
+    """How one article did among closed shown sessions."""
+
     article_id: str
     shown: int = 0
     opened: int = 0
@@ -168,20 +304,114 @@ class ArticleFigures:
     opened_then_submitted: int = 0
     opened_not_submitted: int = 0
 
+    @property
+    def open_rate(self) -> float | None:
+        return _rate(self.opened, self.shown)
+
+    @property
+    def ticket_after_open_rate(self) -> float | None:
+        return _rate(self.opened_then_submitted, self.opened)
+
     def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["open_rate"] = _rate(self.opened, self.shown)
-        d["ticket_after_open_rate"] = _rate(self.opened_then_submitted, self.opened)
-        return d
+        return {**self.__dict__, "open_rate": self.open_rate, "ticket_after_open_rate": self.ticket_after_open_rate}
 
 
-@dataclass
+@dataclass(frozen=True)
 class GapQuery:
     """A query that was abstained on, or ended in a ticket after suggestions."""
 
     query: str
     why: str  # "abstained:<reason>" or "ticket_after_suggestions"
     intent: str | None
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "why": self.why, "intent": self.intent}
+
+
+@dataclass(frozen=True)
+class DeflectionMeasurement:
+    """Every figure of the deflection report (see the module docstring for the definitions).
+
+    Counts are fields; rates are properties computed from them. :meth:`to_dict` gives the
+    JSON that ``deflect report --format json`` writes (its keys are a public interface)."""
+
+    period: Period
+    sessions: int
+    sessions_with_suggest: int
+    sessions_by_variant: dict[str, int]
+    sessions_shown: int
+    sessions_shown_closed: int
+    clicked_sessions: int
+    feedback_sessions: int
+    helpful_sessions: int
+    observed_deflected_sessions: int
+    self_reported_deflected_sessions: int
+    incremental: Incremental
+    abstention: Abstention
+    by_intent: list[Breakdown]
+    by_article: list[ArticleFigures]
+    by_day: list[Breakdown]
+    gap_queries: list[GapQuery]
+
+    @property
+    def sessions_without_suggest(self) -> int:
+        return self.sessions - self.sessions_with_suggest
+
+    @property
+    def pending(self) -> int:
+        """Shown sessions whose attribution window has not closed by ``as_of``."""
+        return self.sessions_shown - self.sessions_shown_closed
+
+    @property
+    def click_through_rate(self) -> float | None:
+        return _rate(self.clicked_sessions, self.sessions_shown_closed)
+
+    @property
+    def helpful_rate(self) -> float | None:
+        return _rate(self.helpful_sessions, self.feedback_sessions)
+
+    @property
+    def observed_deflection_rate(self) -> float | None:
+        return _rate(self.observed_deflected_sessions, self.sessions_shown_closed)
+
+    @property
+    def self_reported_deflection_rate(self) -> float | None:
+        return _rate(self.self_reported_deflected_sessions, self.sessions_shown_closed)
+
+    def summary(self) -> dict[str, int | float | None]:
+        """The headline figures, in the order of the JSON report."""
+        return {
+            "sessions": self.sessions,
+            "sessions_with_suggest": self.sessions_with_suggest,
+            "sessions_without_suggest": self.sessions_without_suggest,
+            "sessions_shown": self.sessions_shown,
+            "sessions_shown_closed": self.sessions_shown_closed,
+            "pending": self.pending,
+            "click_through_rate": self.click_through_rate,
+            "helpful_rate": self.helpful_rate,
+            "feedback_sessions": self.feedback_sessions,
+            "observed_deflection_rate": self.observed_deflection_rate,
+            "observed_deflected_sessions": self.observed_deflected_sessions,
+            "self_reported_deflection_rate": self.self_reported_deflection_rate,
+            "self_reported_deflected_sessions": self.self_reported_deflected_sessions,
+        }
+
+    def to_dict(self) -> dict:
+        head = self.summary()
+        return {
+            "period": self.period.to_dict(),
+            "sessions": head.pop("sessions"),
+            "sessions_with_suggest": head.pop("sessions_with_suggest"),
+            "sessions_without_suggest": head.pop("sessions_without_suggest"),
+            "sessions_by_variant": dict(self.sessions_by_variant),
+            **head,
+            "incremental": self.incremental.to_dict(),
+            "abstention": self.abstention.to_dict(),
+            "by_intent": [b.to_dict() for b in self.by_intent],
+            "by_article": [a.to_dict() for a in self.by_article],
+            "by_day": [b.to_dict() for b in self.by_day],
+            "gap_queries": [g.to_dict() for g in self.gap_queries],
+        }
 
 
 def measure(
@@ -192,8 +422,8 @@ def measure(
     until: datetime | None = None,
     window: timedelta = timedelta(hours=24),
     now: datetime | None = None,
-) -> dict:
-    """Every figure of the deflection report, as plain numbers (see the module docstring).
+) -> DeflectionMeasurement:
+    """Every figure of the deflection report (see the module docstring).
 
     ``suggestions`` and ``events`` may extend past ``until`` (by up to ``window``): rows
     after ``until`` only complete sessions that started before it.
@@ -214,7 +444,6 @@ def measure(
     # ---- headline (treatment sessions shown suggestions) ---------------------------------
     shown = [s for s in sessions if s.shown_at is not None]
     closed = [s for s in shown if s.shown_at + window <= as_of]
-    pending = len(shown) - len(closed)
 
     def deflected(s: Session) -> bool:
         return s.engaged and not s.submitted_between(s.shown_at, s.shown_at + window)
@@ -222,8 +451,6 @@ def measure(
     def self_reported(s: Session) -> bool:
         return s.helpful and not s.submitted_between(s.shown_at, s.shown_at + window)
 
-    observed = sum(deflected(s) for s in closed)
-    reported = sum(self_reported(s) for s in closed)
     feedback_sessions = [s for s in sessions if s.gave_feedback]
 
     # ---- the experiment: eligible sessions by group --------------------------------------
@@ -237,36 +464,20 @@ def measure(
             exp_pending += 1
             continue
         groups[s.variant].append(s.submitted_between(t, t + window))
-    n_t, n_c = len(groups["treatment"]), len(groups["control"])
-    x_t, x_c = sum(groups["treatment"]), sum(groups["control"])
-    diff = diff_of_proportions(x_c, n_c, x_t, n_t)
-    incremental = {
-        "treatment_sessions": n_t,
-        "control_sessions": n_c,
-        "treatment_submit_rate": _rate(x_t, n_t),
-        "control_submit_rate": _rate(x_c, n_c),
-        "incremental_deflection": diff.estimate if diff else None,
-        "ci95": [diff.low, diff.high] if diff else None,
-        "tickets_avoided": diff.estimate * n_t if diff else None,
-        "tickets_avoided_ci95": [diff.low * n_t, diff.high * n_t] if diff else None,
-        "relative_reduction": (diff.estimate / (x_c / n_c)) if diff and x_c else None,
-        "pending": exp_pending,
-        "note": None
-        if diff
-        else "no eligible sessions in one of the groups: is the control group configured (control_share)?",
-    }
+    incremental = Incremental(
+        treatment_sessions=len(groups["treatment"]),
+        control_sessions=len(groups["control"]),
+        treatment_submitted=sum(groups["treatment"]),
+        control_submitted=sum(groups["control"]),
+        pending=exp_pending,
+    )
 
     # ---- suggest calls: abstention by reason --------------------------------------------
     calls = [r for r in suggestions if r.session_id is None or r.session_id in in_period]
     calls = [r for r in calls if (since is None or r.created_at >= to_utc(since))]
     calls = [r for r in calls if (until is None or r.created_at < to_utc(until))]
     reasons = Counter(r.reason for r in calls if r.abstained)
-    abstention = {
-        "calls": len(calls),
-        "abstained": sum(reasons.values()),
-        "rate": _rate(sum(reasons.values()), len(calls)),
-        "by_reason": {k or "unknown": {"calls": v, "rate": v / len(calls)} for k, v in sorted(reasons.items())},
-    }
+    abstention = Abstention(len(calls), {k or "unknown": v for k, v in sorted(reasons.items())})
 
     # ---- by intent, by day -------------------------------------------------------------
     by_intent: dict[str, Breakdown] = {}
@@ -326,35 +537,29 @@ def measure(
         ):
             gaps.append(GapQuery(last.query, "ticket_after_suggestions", last.intent_label))
 
-    return {
-        "period": {
-            "since": since.isoformat() if since else None,
-            "until": until.isoformat() if until else None,
-            "as_of": as_of.isoformat(),
-            "window_hours": window.total_seconds() / 3600,
-            "first_session": sessions[0].start.isoformat() if sessions else None,
-            "last_session": sessions[-1].start.isoformat() if sessions else None,
-        },
-        "sessions": len(sessions),
-        "sessions_with_suggest": sum(bool(s.suggestions) for s in sessions),
-        "sessions_without_suggest": sum(not s.suggestions for s in sessions),
-        "sessions_by_variant": dict(Counter(s.variant or "(no suggest)" for s in sessions)),
-        "sessions_shown": len(shown),
-        "sessions_shown_closed": len(closed),
-        "pending": pending,
-        "click_through_rate": _rate(sum(bool(s.opened) for s in closed), len(closed)),
-        "helpful_rate": _rate(sum(s.helpful for s in feedback_sessions), len(feedback_sessions)),
-        "feedback_sessions": len(feedback_sessions),
-        "observed_deflection_rate": _rate(observed, len(closed)),
-        "observed_deflected_sessions": observed,
-        "self_reported_deflection_rate": _rate(reported, len(closed)),
-        "self_reported_deflected_sessions": reported,
-        "incremental": incremental,
-        "abstention": abstention,
-        "by_intent": [b.to_dict() for b in sorted(by_intent.values(), key=lambda b: (-b.sessions, b.key))],
-        "by_article": [
-            a.to_dict() for a in sorted(articles.values(), key=lambda a: (-a.shown, -a.opened, a.article_id))
-        ],
-        "by_day": [b.to_dict() for b in sorted(by_day.values(), key=lambda b: b.key)],
-        "gap_queries": [g.__dict__ for g in gaps],
-    }
+    return DeflectionMeasurement(
+        period=Period(
+            since=since,
+            until=until,
+            as_of=as_of,
+            window=window,
+            first_session=sessions[0].start if sessions else None,
+            last_session=sessions[-1].start if sessions else None,
+        ),
+        sessions=len(sessions),
+        sessions_with_suggest=sum(bool(s.suggestions) for s in sessions),
+        sessions_by_variant=dict(Counter(s.variant or "(no suggest)" for s in sessions)),
+        sessions_shown=len(shown),
+        sessions_shown_closed=len(closed),
+        clicked_sessions=sum(bool(s.opened) for s in closed),
+        feedback_sessions=len(feedback_sessions),
+        helpful_sessions=sum(s.helpful for s in feedback_sessions),
+        observed_deflected_sessions=sum(deflected(s) for s in closed),
+        self_reported_deflected_sessions=sum(self_reported(s) for s in closed),
+        incremental=incremental,
+        abstention=abstention,
+        by_intent=sorted(by_intent.values(), key=lambda b: (-b.sessions, b.key)),
+        by_article=sorted(articles.values(), key=lambda a: (-a.shown, -a.opened, a.article_id)),
+        by_day=sorted(by_day.values(), key=lambda b: b.key),
+        gap_queries=gaps,
+    )

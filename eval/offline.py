@@ -1,16 +1,18 @@
 """Offline evaluation on a team's own data: retrieval quality, the precision/coverage
 trade-off, a pre-launch deflection estimate, and threshold tuning.
 
-Everything here runs labeled queries (DESIGN.md format) through the real engine in
-process; no server is involved. The metric functions are those of :mod:`eval.metrics`,
-which ``make bench`` uses too.
+Everything here runs labeled queries (docs/evaluation.md) through the real engine in
+process; no server is involved. The metric functions are those of
+:mod:`deflect.eval.metrics`, which ``make bench`` uses too. Each report is a dataclass
+whose ``to_dict`` is the ``report.json`` the CLI writes (its keys are a public interface).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 import numpy as np
 
@@ -82,9 +84,78 @@ def thin(points: Sequence[CurvePoint], n: int = 200) -> list[CurvePoint]:
     return [points[i] for i in idx]
 
 
+@dataclass(frozen=True)
+class TargetFigures:
+    """The threshold with the most coverage that reaches ``precision`` (None: none does)."""
+
+    precision: float
+    threshold: float | None
+    coverage: float
+    achieved_precision: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SystemFigures:
+    """One system's ranking quality on the labeled queries."""
+
+    metrics: dict[str, float]
+    k: int
+    recall_at_k: float
+    curve: list[CurvePoint]
+    blocked: int
+    target: TargetFigures | None = None
+
+    def to_dict(self) -> dict:
+        out = {
+            "metrics": self.metrics,
+            f"recall@{self.k}": self.recall_at_k,
+            "curve": [asdict(p) for p in self.curve],
+            "blocked": self.blocked,
+        }
+        if self.target is not None:
+            out["target"] = self.target.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class RetrievalReport:
+    """``deflect eval retrieval``: lexical only, dense only and the default engine."""
+
+    queries: int
+    answerable: int
+    unanswerable: int
+    k: int
+    index_version: str
+    model_version: str | None
+    current_threshold: float
+    systems: dict[str, SystemFigures]
+    source: dict[str, str | None] | None = None
+    created_at: datetime | None = None
+
+    def to_dict(self) -> dict:
+        out = {
+            "queries": self.queries,
+            "answerable": self.answerable,
+            "unanswerable": self.unanswerable,
+            "k": self.k,
+            "index_version": self.index_version,
+            "model_version": self.model_version,
+            "current_threshold": self.current_threshold,
+            "systems": {name: f.to_dict() for name, f in self.systems.items()},
+        }
+        if self.source is not None:
+            out["source"] = self.source
+        if self.created_at is not None:
+            out["created_at"] = self.created_at.isoformat()
+        return out
+
+
 def evaluate_retrieval(
     engine, queries: Sequence[LabeledQuery], *, k: int = 3, target_precision: float | None = None
-) -> dict:
+) -> RetrievalReport:
     """Lexical only, dense only and the default engine, side by side, on the same queries."""
     if not queries:
         raise ValueError("no queries")
@@ -114,40 +185,56 @@ def evaluate_retrieval(
         systems[name] = [Answer(ids, top, None, None) for ids, top in zip(r.ids, tops, strict=True)]
     systems["default engine"] = engine_answers(engine, queries, k=10, encoding=encoding)
     model = engine.model.get_optional()
-    out: dict = {
-        "queries": len(queries),
-        "answerable": sum(bool(r) for r in relevant),
-        "unanswerable": sum(not r for r in relevant),
-        "k": k,
-        "index_version": bundle.version,
-        "model_version": model.version if model is not None else None,
-        "current_threshold": s.min_score,
-        "systems": {},
-    }
+    figures: dict[str, SystemFigures] = {}
     for name, answers in systems.items():
         ranked = [a.ranked for a in answers]
         pts = curve_of(answers, relevant)
-        entry = {
-            "metrics": retrieval_metrics(ranked, relevant),
-            f"recall@{k}": recall_at_k(ranked, relevant, k),
-            "curve": [p.__dict__ for p in thin(pts)],
-            "blocked": sum(bool(a.blocked) for a in answers),
-        }
+        target = None
         if target_precision is not None:
             best = threshold_for_precision(pts, target_precision)
-            entry["target"] = {
-                "precision": target_precision,
-                "threshold": best.threshold if best else None,
-                "coverage": best.coverage if best else 0.0,
-                "achieved_precision": best.precision if best else None,
-            }
-        out["systems"][name] = entry
-    return out
+            target = TargetFigures(
+                precision=target_precision,
+                threshold=best.threshold if best else None,
+                coverage=best.coverage if best else 0.0,
+                achieved_precision=best.precision if best else None,
+            )
+        figures[name] = SystemFigures(
+            metrics=retrieval_metrics(ranked, relevant),
+            k=k,
+            recall_at_k=recall_at_k(ranked, relevant, k),
+            curve=thin(pts),
+            blocked=sum(bool(a.blocked) for a in answers),
+            target=target,
+        )
+    return RetrievalReport(
+        queries=len(queries),
+        answerable=sum(bool(r) for r in relevant),
+        unanswerable=sum(not r for r in relevant),
+        k=k,
+        index_version=bundle.version,
+        model_version=model.version if model is not None else None,
+        current_threshold=s.min_score,
+        systems=figures,
+    )
+
+
+@dataclass(frozen=True)
+class OutcomeShares:
+    """At one threshold: the shares of queries shown a right article first, shown a wrong
+    one first, and shown nothing (they add up to one)."""
+
+    threshold: float
+    right_first: float
+    wrong_shown: float
+    abstained: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def estimate_deflection(
     answers: Sequence[Answer], relevant: Sequence[frozenset[str]], *, thresholds: Sequence[float] | None = None
-) -> list[dict]:
+) -> list[OutcomeShares]:
     """At each threshold: the share of queries that would see a right article first, that would
     be shown a wrong one first (an unanswerable query shown anything counts as wrong), and
     that would see nothing. The three shares add up to one."""
@@ -159,12 +246,12 @@ def estimate_deflection(
         thresholds = [0.0, *scores]
     # the same counting as the precision/coverage curve: right = correct, wrong = shown - correct
     return [
-        {
-            "threshold": p.threshold,
-            "right_first": p.correct / n if n else math.nan,
-            "wrong_shown": (p.shown - p.correct) / n if n else math.nan,
-            "abstained": (n - p.shown) / n if n else math.nan,
-        }
+        OutcomeShares(
+            threshold=p.threshold,
+            right_first=p.correct / n if n else math.nan,
+            wrong_shown=(p.shown - p.correct) / n if n else math.nan,
+            abstained=(n - p.shown) / n if n else math.nan,
+        )
         for p in curve_of(answers, relevant, thresholds)
     ]
 
@@ -179,6 +266,98 @@ DEFLECTION_ASSUMPTIONS = [
 ]
 
 
+@dataclass(frozen=True)
+class DeflectionEstimate:
+    """``deflect eval deflection``: the outcome shares at a grid of thresholds (``table``)
+    and at every top score (``curve``), with the assumptions the estimate rests on."""
+
+    queries: int
+    unanswerable: int
+    current_threshold: float
+    table: list[OutcomeShares]
+    curve: list[OutcomeShares]
+    assumptions: list[str] = field(default_factory=lambda: list(DEFLECTION_ASSUMPTIONS))
+    source: dict[str, str | None] | None = None
+    created_at: datetime | None = None
+
+    def to_dict(self) -> dict:
+        out = {
+            "queries": self.queries,
+            "unanswerable": self.unanswerable,
+            "current_threshold": self.current_threshold,
+            "table": [r.to_dict() for r in self.table],
+            "curve": [r.to_dict() for r in self.curve],
+            "assumptions": self.assumptions,
+        }
+        if self.source is not None:
+            out["source"] = self.source
+        if self.created_at is not None:
+            out["created_at"] = self.created_at.isoformat()
+        return out
+
+
+def deflection_estimate(
+    answers: Sequence[Answer], relevant: Sequence[frozenset[str]], current_threshold: float
+) -> DeflectionEstimate:
+    """The pre-launch estimate: :func:`estimate_deflection` at every top score, and at 0,
+    0.30 to 0.75 in steps of 0.05 and the current threshold."""
+    grid = [0.0] + [round(0.3 + 0.05 * i, 2) for i in range(10)] + [current_threshold]
+    return DeflectionEstimate(
+        queries=len(answers),
+        unanswerable=sum(not r for r in relevant),
+        current_threshold=current_threshold,
+        table=estimate_deflection(answers, relevant, thresholds=sorted(set(grid))),
+        curve=estimate_deflection(answers, relevant),
+    )
+
+
+@dataclass(frozen=True)
+class PrecisionCoverage:
+    """Expected precision of the top suggestion, and the share of queries shown something."""
+
+    precision: float
+    coverage: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IntentThreshold:
+    """One intent's own threshold, tuned on its ``queries``."""
+
+    threshold: float
+    queries: int
+    coverage: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ThresholdTuning:
+    """What ``deflect tune`` found: the global threshold (None when no threshold reaches
+    the target), per-intent ones, and the precision and coverage expected with them.
+    :meth:`to_dict` is what ``tuning.json`` stores."""
+
+    target_precision: float
+    threshold: float | None
+    expected: PrecisionCoverage | None
+    per_intent: dict[str, IntentThreshold] = field(default_factory=dict)
+    expected_per_intent: PrecisionCoverage | None = None
+
+    def to_dict(self) -> dict:
+        out = {
+            "target_precision": self.target_precision,
+            "threshold": self.threshold,
+            "expected": self.expected.to_dict() if self.expected else None,
+            "per_intent": {k: v.to_dict() for k, v in self.per_intent.items()},
+        }
+        if self.expected_per_intent is not None:
+            out["expected_per_intent"] = self.expected_per_intent.to_dict()
+        return out
+
+
 def tune_thresholds(
     answers: Sequence[Answer],
     relevant: Sequence[frozenset[str]],
@@ -186,7 +365,7 @@ def tune_thresholds(
     *,
     per_intent: bool = False,
     min_queries: int = 20,
-) -> dict:
+) -> ThresholdTuning:
     """The global threshold reaching ``target_precision`` with the most coverage, and (with
     ``per_intent``) one per predicted intent that has at least ``min_queries`` queries, where
     its own queries reach the target; other intents fall back to the global threshold."""
@@ -195,39 +374,36 @@ def tune_thresholds(
     pts = curve_of(answers, relevant)
     best = threshold_for_precision(pts, target_precision)
     if best is None:
-        return {"target_precision": target_precision, "threshold": None, "per_intent": {}, "expected": None}
-    out = {
-        "target_precision": target_precision,
-        "threshold": best.threshold,
-        "expected": {"precision": best.precision, "coverage": best.coverage},
-        "per_intent": {},
-    }
-    if per_intent:
-        groups: dict[str, list[int]] = {}
-        for i, a in enumerate(answers):
-            if a.intent:
-                groups.setdefault(a.intent, []).append(i)
-        for intent, idx in sorted(groups.items()):
-            if len(idx) < min_queries:
-                continue
-            p = threshold_for_precision(
-                curve_of([answers[i] for i in idx], [relevant[i] for i in idx]), target_precision
-            )
-            if p is not None:
-                out["per_intent"][intent] = {"threshold": p.threshold, "queries": len(idx), "coverage": p.coverage}
-        # what the whole set gets with the per-intent thresholds
-        shown = correct = 0
-        for a, rel in zip(answers, relevant, strict=True):
-            t = out["per_intent"].get(a.intent or "", {}).get("threshold", best.threshold)
-            if a.blocked or not a.ranked or a.top_score is None or a.top_score < t:
-                continue
-            shown += 1
-            correct += a.ranked[0] in rel
-        out["expected_per_intent"] = {
-            "precision": correct / shown if shown else math.nan,
-            "coverage": shown / len(answers),
-        }
-    return out
+        return ThresholdTuning(target_precision, None, None)
+    expected = PrecisionCoverage(best.precision, best.coverage)
+    if not per_intent:
+        return ThresholdTuning(target_precision, best.threshold, expected)
+    groups: dict[str, list[int]] = {}
+    for i, a in enumerate(answers):
+        if a.intent:
+            groups.setdefault(a.intent, []).append(i)
+    own: dict[str, IntentThreshold] = {}
+    for intent, idx in sorted(groups.items()):
+        if len(idx) < min_queries:
+            continue
+        p = threshold_for_precision(curve_of([answers[i] for i in idx], [relevant[i] for i in idx]), target_precision)
+        if p is not None:
+            own[intent] = IntentThreshold(p.threshold, len(idx), p.coverage)
+    # what the whole set gets with the per-intent thresholds
+    shown = correct = 0
+    for a, rel in zip(answers, relevant, strict=True):
+        t = own[a.intent].threshold if a.intent in own else best.threshold
+        if a.blocked or not a.ranked or a.top_score is None or a.top_score < t:
+            continue
+        shown += 1
+        correct += a.ranked[0] in rel
+    return ThresholdTuning(
+        target_precision,
+        best.threshold,
+        expected,
+        own,
+        PrecisionCoverage(correct / shown if shown else math.nan, shown / len(answers)),
+    )
 
 
 def flatten(d, prefix: str = "") -> dict[str, float]:

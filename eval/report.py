@@ -1,8 +1,9 @@
 """The support lead's deflection report: JSON, CSV and one self-contained HTML file.
 
-All three carry the same figures (:func:`eval.deflection.measure` plus the content-gap
-themes). The HTML embeds its charts as inline SVG and its styles inline: it can be opened
-from disk or sent by e-mail, and loads nothing from the network.
+All three carry the same figures (a :class:`~deflect.eval.deflection.DeflectionMeasurement`
+plus the content-gap themes), held by one :class:`DeflectionReport`. The HTML embeds its
+charts as inline SVG and its styles inline: it can be opened from disk or sent by e-mail,
+and loads nothing from the network.
 """
 
 from __future__ import annotations
@@ -10,9 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from deflect.eval.charts import CSS, e
+from deflect.eval.deflection import Breakdown, DeflectionMeasurement, Incremental
+from deflect.eval.themes import Theme
 
 DEFINITIONS = [
     ("Shown", "the widget reported suggestions_shown; the attribution window starts there."),
@@ -33,69 +39,117 @@ DEFINITIONS = [
 ]
 
 
+@dataclass(frozen=True)
+class ContentGaps:
+    """Queries abstained on or ending in a ticket after suggestions, grouped into themes."""
+
+    queries: int
+    abstained: int
+    ticket_after_suggestions: int
+    themes: list[Theme]
+
+    def to_dict(self) -> dict:
+        return {
+            "queries": self.queries,
+            "abstained": self.abstained,
+            "ticket_after_suggestions": self.ticket_after_suggestions,
+            "themes": [t.to_dict() for t in self.themes],
+        }
+
+
+@dataclass(frozen=True)
+class DeflectionReport:
+    """What ``deflect report`` renders: the measurement, article titles and content gaps.
+
+    :meth:`to_dict` is the JSON report; its keys are those of
+    :meth:`DeflectionMeasurement.to_dict` (without ``gap_queries``, which become
+    ``content_gaps``) plus ``title`` and ``definitions``, and each article row gains its
+    ``title``."""
+
+    measurement: DeflectionMeasurement
+    content_gaps: ContentGaps
+    title: str = "Deflection report"
+    article_titles: dict[str, str] = field(default_factory=dict)
+
+    def article_title(self, article_id: str) -> str:
+        return self.article_titles.get(article_id, "")
+
+    def to_dict(self) -> dict:
+        out = self.measurement.to_dict()
+        del out["gap_queries"]
+        out["by_article"] = [{**a, "title": self.article_title(a["article_id"])} for a in out["by_article"]]
+        out["title"] = self.title
+        out["content_gaps"] = self.content_gaps.to_dict()
+        out["definitions"] = dict(DEFINITIONS)
+        return out
+
+
 def build_report(
-    measured: dict,
+    measured: DeflectionMeasurement,
     *,
     vectors: Callable | None = None,
     titles: dict[str, str] | None = None,
     title: str = "Deflection report",
-) -> dict:
+) -> DeflectionReport:
     """The report: the measured figures plus content-gap themes (``vectors`` groups them by
     meaning) and article titles (``titles``: article id -> title, from the current index)."""
     from deflect.eval.themes import themes
 
-    gaps = measured.get("gap_queries", [])
-    out = {k: v for k, v in measured.items() if k != "gap_queries"}
-    out["title"] = title
-    titles = titles or {}
-    out["by_article"] = [{**a, "title": titles.get(a["article_id"], "")} for a in out["by_article"]]
-    out["content_gaps"] = {
-        "queries": len(gaps),
-        "abstained": sum(g["why"].startswith("abstained") for g in gaps),
-        "ticket_after_suggestions": sum(g["why"] == "ticket_after_suggestions" for g in gaps),
-        "themes": themes([g["query"] for g in gaps], [g["why"] for g in gaps], vectors=vectors),
-    }
-    out["definitions"] = dict(DEFINITIONS)
-    return out
+    gaps = measured.gap_queries
+    return DeflectionReport(
+        measurement=measured,
+        content_gaps=ContentGaps(
+            queries=len(gaps),
+            abstained=sum(g.why.startswith("abstained") for g in gaps),
+            ticket_after_suggestions=sum(g.why == "ticket_after_suggestions" for g in gaps),
+            themes=themes([g.query for g in gaps], [g.why for g in gaps], vectors=vectors),
+        ),
+        title=title,
+        article_titles=dict(titles or {}),
+    )
 
 
-def to_json(report: dict) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False, default=str)
+def to_json(report: DeflectionReport) -> str:
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str)
 
 
-def to_csv(report: dict) -> str:
+def to_csv(report: DeflectionReport) -> str:
     """Long format, one figure per row: ``section, key, metric, value``."""
+    m = report.measurement
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["section", "key", "metric", "value"])
-    for k, v in report.items():
-        if (isinstance(v, (int, float, str)) or v is None) and k != "title":
-            w.writerow(["summary", "", k, _plain(v)])
-    for k, v in report["period"].items():
+    for k, v in m.summary().items():
+        w.writerow(["summary", "", k, _plain(v)])
+    for k, v in m.period.to_dict().items():
         w.writerow(["period", "", k, _plain(v)])
-    for k, v in report["incremental"].items():
+    for k, v in m.incremental.to_dict().items():
         if isinstance(v, list):
             w.writerow(["incremental", "", f"{k}_low", _plain(v[0])])
             w.writerow(["incremental", "", f"{k}_high", _plain(v[1])])
         else:
             w.writerow(["incremental", "", k, _plain(v)])
-    for k, v in report["sessions_by_variant"].items():
-        w.writerow(["sessions_by_variant", k, "sessions", v])
-    a = report["abstention"]
-    for k in ("calls", "abstained", "rate"):
-        w.writerow(["abstention", "", k, _plain(a[k])])
-    for reason, d in a["by_reason"].items():
-        w.writerow(["abstention", reason, "calls", d["calls"]])
-        w.writerow(["abstention", reason, "rate", _plain(d["rate"])])
-    for section, key in (("by_intent", "key"), ("by_day", "key"), ("by_article", "article_id")):
-        for row in report[section]:
-            for metric, value in row.items():
-                if metric != key:
-                    w.writerow([section, row[key], metric, _plain(value)])
-    for t in report["content_gaps"]["themes"]:
-        w.writerow(["content_gaps", t["name"], "count", t["count"]])
-        w.writerow(["content_gaps", t["name"], "share", _plain(t["share"])])
-        w.writerow(["content_gaps", t["name"], "examples", " | ".join(t["examples"])])
+    for k, n in m.sessions_by_variant.items():
+        w.writerow(["sessions_by_variant", k, "sessions", n])
+    a = m.abstention
+    for k, v in (("calls", a.calls), ("abstained", a.abstained), ("rate", a.rate)):
+        w.writerow(["abstention", "", k, _plain(v)])
+    for reason, n in a.by_reason.items():
+        w.writerow(["abstention", reason, "calls", n])
+        w.writerow(["abstention", reason, "rate", _plain(a.reason_rate(reason))])
+    for section, rows in (("by_intent", m.by_intent), ("by_day", m.by_day)):
+        for b in rows:
+            for metric, value in b.to_dict().items():
+                if metric != "key":
+                    w.writerow([section, b.key, metric, _plain(value)])
+    for art in m.by_article:
+        for metric, value in {**art.to_dict(), "title": report.article_title(art.article_id)}.items():
+            if metric != "article_id":
+                w.writerow(["by_article", art.article_id, metric, _plain(value)])
+    for t in report.content_gaps.themes:
+        w.writerow(["content_gaps", t.name, "count", t.count])
+        w.writerow(["content_gaps", t.name, "share", _plain(t.share)])
+        w.writerow(["content_gaps", t.name, "examples", " | ".join(t.examples)])
     return buf.getvalue()
 
 
@@ -118,21 +172,14 @@ def _num(v: float | int | None) -> str:
     return f"{v:,.0f}" if isinstance(v, int) or abs(v) >= 100 else f"{v:,.1f}"
 
 
-def _when(iso_text: str | None) -> str | None:
-    """``2026-11-08T18:30:16.12+00:00`` -> ``2026-11-08 18:30 UTC``."""
-    if not iso_text:
-        return None
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(iso_text).strftime("%Y-%m-%d %H:%M UTC")
-    except ValueError:
-        return iso_text
+def _when(t: datetime | None) -> str | None:
+    """A time as ``2026-11-08 18:30 UTC``."""
+    return t.strftime("%Y-%m-%d %H:%M UTC") if t is not None else None
 
 
-def _svg_ab(inc: dict) -> str:
+def _svg_ab(inc: Incremental) -> str:
     """Submit rates of the two groups as bars, with the difference and its interval."""
-    c, t = inc["control_submit_rate"], inc["treatment_submit_rate"]
+    c, t = inc.control_submit_rate, inc.treatment_submit_rate
     if c is None or t is None:
         return "<p class='muted'>No control group data: set control_share to measure incremental deflection.</p>"
     w, h, left = 600, 150, 190
@@ -140,8 +187,8 @@ def _svg_ab(inc: dict) -> str:
     bars = ""
     for i, (name, v, n, color) in enumerate(
         (
-            ("control", c, inc["control_sessions"], "#9aa5b1"),
-            ("treatment", t, inc["treatment_sessions"], "var(--accent)"),
+            ("control", c, inc.control_sessions, "#9aa5b1"),
+            ("treatment", t, inc.treatment_sessions, "var(--accent)"),
         )
     ):
         y = 20 + i * 50
@@ -150,8 +197,8 @@ def _svg_ab(inc: dict) -> str:
             f"<rect x='{left}' y='{y}' width='{v * scale:.1f}' height='30' fill='{color}' rx='3'/>"
             f"<text x='{left + v * scale + 6:.1f}' y='{y + 20}'>{_pct(v)}</text>"
         )
-    lo, hi = inc["ci95"]
-    est = inc["incremental_deflection"]
+    lo, hi = inc.ci95
+    est = inc.incremental_deflection
     return (
         f"<svg role='img' aria-label='Submit rate by group' viewBox='0 0 {w} {h}' width='{w}' height='{h}' "
         f"xmlns='http://www.w3.org/2000/svg' font-size='13'>{bars}"
@@ -159,30 +206,30 @@ def _svg_ab(inc: dict) -> str:
     )
 
 
-def _svg_trend(days: list[dict]) -> str:
+def _svg_trend(days: Sequence[Breakdown]) -> str:
     """Sessions per day (bars) and observed deflection rate (line)."""
     if not days:
         return "<p class='muted'>No sessions in this period.</p>"
     w, h, pad = 720, 220, 40
     n = len(days)
     bw = (w - 2 * pad) / n
-    top = max(d["sessions"] for d in days) or 1
+    top = max(d.sessions for d in days) or 1
     parts = []
     pts = []
     for i, d in enumerate(days):
         x = pad + i * bw
-        bh = (h - 2 * pad) * d["sessions"] / top
+        bh = (h - 2 * pad) * d.sessions / top
         parts.append(
             f"<rect x='{x + 1:.1f}' y='{h - pad - bh:.1f}' width='{max(bw - 2, 1):.1f}' height='{bh:.1f}' "
-            f"fill='#d5dbe3'><title>{e(d['key'])}: {d['sessions']} sessions</title></rect>"
+            f"fill='#d5dbe3'><title>{e(d.key)}: {d.sessions} sessions</title></rect>"
         )
-        r = d["observed_deflection_rate"]
+        r = d.observed_deflection_rate
         if r is not None:
             pts.append(f"{x + bw / 2:.1f},{h - pad - (h - 2 * pad) * r:.1f}")
     line = f"<polyline points='{' '.join(pts)}' fill='none' stroke='var(--accent)' stroke-width='2'/>" if pts else ""
     labels = (
-        f"<text x='{pad}' y='{h - 12}'>{e(days[0]['key'])}</text>"
-        f"<text x='{w - pad}' y='{h - 12}' text-anchor='end'>{e(days[-1]['key'])}</text>"
+        f"<text x='{pad}' y='{h - 12}'>{e(days[0].key)}</text>"
+        f"<text x='{w - pad}' y='{h - 12}' text-anchor='end'>{e(days[-1].key)}</text>"
         f"<text x='{pad}' y='14'>bars: sessions per day (max {top:,}); line: observed deflection rate (0-100%)</text>"
     )
     return (
@@ -212,13 +259,16 @@ def _svg_bars(items: list[tuple[str, float]], label: str) -> str:
     )
 
 
-def _table(rows: list[dict], cols: list[tuple[str, str, Callable]], limit: int = 50) -> str:
+Column = tuple[str, Callable[[Any], Any], Callable[[Any], str]]  # title, value of a row, format
+
+
+def _table(rows: Sequence[Any], cols: Sequence[Column], limit: int = 50) -> str:
     if not rows:
         return "<p class='muted'>None in this period.</p>"
-    head = "".join(f"<th>{e(title)}</th>" for _, title, _ in cols)
+    head = "".join(f"<th>{e(title)}</th>" for title, _, _ in cols)
     body = ""
     for r in rows[:limit]:
-        body += "<tr>" + "".join(f"<td>{fmt(r.get(key))}</td>" for key, _, fmt in cols) + "</tr>"
+        body += "<tr>" + "".join(f"<td>{fmt(get(r))}</td>" for _, get, fmt in cols) + "</tr>"
     more = f"<p class='muted'>{len(rows) - limit} more rows in the JSON and CSV.</p>" if len(rows) > limit else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
@@ -235,29 +285,32 @@ td.warn{color:#b35900;font-weight:600}dt{font-weight:600}dd{margin:0 0 .5rem 0}
 )
 
 
-def to_html(report: dict) -> str:
+def _warn(v: int) -> str:
+    return f"<span class='warn'>{_num(v)}</span>"
+
+
+def to_html(report: DeflectionReport) -> str:
     """One self-contained HTML page (inline CSS and SVG, no script, nothing fetched)."""
-    inc = report["incremental"]
-    p = report["period"]
-    ci = inc["ci95"]
+    m = report.measurement
+    inc = m.incremental
+    p = m.period
+    ci, tci = inc.ci95, inc.tickets_avoided_ci95
     cards = [
-        ("Sessions", _num(report["sessions"]), f"{report['sessions_without_suggest']:,} without a suggest call"),
-        ("Shown suggestions", _num(report["sessions_shown"]), f"{report['pending']:,} pending (window open)"),
-        ("Click-through", _pct(report["click_through_rate"]), "shown sessions that opened an article"),
-        ("Helpful rate", _pct(report["helpful_rate"]), f"of {report['feedback_sessions']:,} sessions with feedback"),
-        ("Observed deflection", _pct(report["observed_deflection_rate"]), "opened or helpful, no ticket in window"),
-        ("Self-reported deflection", _pct(report["self_reported_deflection_rate"]), "said helpful, no ticket"),
+        ("Sessions", _num(m.sessions), f"{m.sessions_without_suggest:,} without a suggest call"),
+        ("Shown suggestions", _num(m.sessions_shown), f"{m.pending:,} pending (window open)"),
+        ("Click-through", _pct(m.click_through_rate), "shown sessions that opened an article"),
+        ("Helpful rate", _pct(m.helpful_rate), f"of {m.feedback_sessions:,} sessions with feedback"),
+        ("Observed deflection", _pct(m.observed_deflection_rate), "opened or helpful, no ticket in window"),
+        ("Self-reported deflection", _pct(m.self_reported_deflection_rate), "said helpful, no ticket"),
         (
             "Incremental deflection",
-            _pct(inc["incremental_deflection"]),
+            _pct(inc.incremental_deflection),
             f"95% CI {_pct(ci[0])} to {_pct(ci[1])}" if ci else "needs a control group",
         ),
         (
             "Tickets avoided",
-            _num(inc["tickets_avoided"]),
-            f"95% CI {_num(inc['tickets_avoided_ci95'][0])} to {_num(inc['tickets_avoided_ci95'][1])}"
-            if inc["tickets_avoided_ci95"]
-            else "needs a control group",
+            _num(inc.tickets_avoided),
+            f"95% CI {_num(tci[0])} to {_num(tci[1])}" if tci else "needs a control group",
         ),
     ]
     cards_html = "".join(
@@ -265,73 +318,63 @@ def to_html(report: dict) -> str:
         f"<span class='muted'>{e(title)}</span><b>{e(value)}</b><span class='muted'>{e(sub)}</span></div>"
         for title, value, sub in cards
     )
-    ab = report["abstention"]
-    reasons = [(k, v["rate"]) for k, v in sorted(ab["by_reason"].items(), key=lambda kv: -kv[1]["calls"])]
+    ab = m.abstention
+    reasons = [(k, ab.reason_rate(k)) for k, _ in sorted(ab.by_reason.items(), key=lambda kv: -kv[1])]
     pct, num, txt = _pct, _num, e
-    intent_cols = [
-        ("key", "intent", txt),
-        ("sessions", "sessions", num),
-        ("shown", "shown", num),
-        ("observed_deflection_rate", "observed deflection", pct),
-        ("submitted", "tickets", num),
-        ("abstained", "abstained", num),
+    intent_cols: list[Column] = [
+        ("intent", lambda b: b.key, txt),
+        ("sessions", lambda b: b.sessions, num),
+        ("shown", lambda b: b.shown, num),
+        ("observed deflection", lambda b: b.observed_deflection_rate, pct),
+        ("tickets", lambda b: b.submitted, num),
+        ("abstained", lambda b: b.abstained, num),
     ]
-    article_rows = sorted(report["by_article"], key=lambda a: (-a["opened_then_submitted"], -a["shown"]))
-    article_cols = [
-        ("article_id", "article", txt),
-        ("title", "title", txt),
-        ("shown", "shown", num),
-        ("opened", "opened", num),
-        ("open_rate", "open rate", pct),
-        ("helpful", "helpful", num),
-        ("not_helpful", "not helpful", num),
-        ("opened_then_submitted", "opened, then ticket anyway", lambda v: f"<span class='warn'>{num(v)}</span>"),
-        ("ticket_after_open_rate", "ticket after open", pct),
+    article_rows = sorted(m.by_article, key=lambda a: (-a.opened_then_submitted, -a.shown))
+    article_cols: list[Column] = [
+        ("article", lambda a: a.article_id, txt),
+        ("title", lambda a: report.article_title(a.article_id), txt),
+        ("shown", lambda a: a.shown, num),
+        ("opened", lambda a: a.opened, num),
+        ("open rate", lambda a: a.open_rate, pct),
+        ("helpful", lambda a: a.helpful, num),
+        ("not helpful", lambda a: a.not_helpful, num),
+        ("opened, then ticket anyway", lambda a: a.opened_then_submitted, _warn),
+        ("ticket after open", lambda a: a.ticket_after_open_rate, pct),
     ]
-    gaps = report["content_gaps"]
-    theme_rows = [
-        {
-            "name": t["name"],
-            "count": t["count"],
-            "share": t["share"],
-            "why": ", ".join(f"{k} {v}" for k, v in t["why"].items()),
-            "examples": "<br>".join(e(x) for x in t["examples"]),
-        }
-        for t in gaps["themes"]
+    gaps = report.content_gaps
+    theme_cols: list[Column] = [
+        ("theme", lambda t: t.name, txt),
+        ("queries", lambda t: t.count, num),
+        ("share", lambda t: t.share, pct),
+        ("why", lambda t: ", ".join(f"{k} {v}" for k, v in t.why.items()), txt),
+        ("examples", lambda t: "<br>".join(e(x) for x in t.examples), str),
     ]
-    theme_cols = [
-        ("name", "theme", txt),
-        ("count", "queries", num),
-        ("share", "share", pct),
-        ("why", "why", txt),
-        ("examples", "examples", str),
-    ]
-    start = _when(p["since"] or p["first_session"]) or "start"
-    period = f"{start} to {_when(p['until'] or p['last_session']) or 'now'}"
+    start = _when(p.since or p.first_session) or "start"
+    period = f"{start} to {_when(p.until or p.last_session) or 'now'}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{e(report["title"])}</title><style>{_CSS}</style></head><body>
-<h1>{e(report["title"])}</h1>
-<p class="muted">Sessions from {e(period)}; data as of {e(_when(p["as_of"]))}; attribution window
-{p["window_hours"]:g} h. Variants: {e(", ".join(f"{k} {v:,}" for k, v in report["sessions_by_variant"].items()))}.</p>
+<title>{e(report.title)}</title><style>{_CSS}</style></head><body>
+<h1>{e(report.title)}</h1>
+<p class="muted">Sessions from {e(period)}; data as of {e(_when(p.as_of))}; attribution window
+{p.window_hours:g} h. Variants: {e(", ".join(f"{k} {v:,}" for k, v in m.sessions_by_variant.items()))}.</p>
 <section id="headline"><h2>Headline</h2><div class="cards">{cards_html}</div></section>
 <section id="incremental"><h2>Incremental deflection (control vs treatment)</h2>
 <p>Among sessions where the engine had something to show, the share that sent the form within the window.
-The control group was shown nothing. {inc["pending"]:,} eligible sessions are still pending.</p>
+The control group was shown nothing. {inc.pending:,} eligible sessions are still pending.</p>
 {_svg_ab(inc)}</section>
 <section id="abstention"><h2>Abstention</h2>
-<p>{ab["abstained"]:,} of {ab["calls"]:,} suggest calls ({_pct(ab["rate"])}) showed nothing, by reason:</p>
+<p>{ab.abstained:,} of {ab.calls:,} suggest calls ({_pct(ab.rate)}) showed nothing, by reason:</p>
 {_svg_bars(reasons, "Abstention rate by reason")}</section>
-<section id="trend"><h2>Per day</h2>{_svg_trend(report["by_day"])}
-{_table(report["by_day"], [("key", "day", txt)] + intent_cols[1:], limit=400)}</section>
-<section id="by-intent"><h2>By intent</h2>{_table(report["by_intent"], intent_cols)}</section>
+<section id="trend"><h2>Per day</h2>{_svg_trend(m.by_day)}
+{_table(m.by_day, [("day", lambda b: b.key, txt), *intent_cols[1:]], limit=400)}</section>
+<section id="by-intent"><h2>By intent</h2>{_table(m.by_intent, intent_cols)}</section>
 <section id="by-article"><h2>By article</h2>
 <p>Sorted by how often a ticket was sent anyway after the article was opened: these articles did not answer.</p>
 {_table(article_rows, article_cols)}</section>
 <section id="content-gaps"><h2>Content gaps</h2>
-<p>{gaps["queries"]:,} sessions: {gaps["abstained"]:,} abstained on, {gaps["ticket_after_suggestions"]:,} sent a
+<p>{gaps.queries:,} sessions: {gaps.abstained:,} abstained on, {gaps.ticket_after_suggestions:,} sent a
 ticket after seeing suggestions. Grouped by theme (queries redacted before storage):</p>
-{_table(theme_rows, theme_cols)}</section>
+{_table(gaps.themes, theme_cols)}</section>
 <section id="definitions"><h2>How these figures are defined</h2><dl>
 {"".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in DEFINITIONS)}</dl></section>
 </body></html>

@@ -11,8 +11,25 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Theme:
+    """Similar queries grouped together: a name from their top terms, how many, why they
+    are gaps (``why`` -> count), the most frequent examples and the share of all gaps."""
+
+    name: str
+    count: int
+    why: dict[str, int]
+    examples: list[str]
+    share: float
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "count": self.count, "why": self.why, "examples": self.examples, "share": self.share}
+
 
 # placeholders left by redaction carry no topic
 _PLACEHOLDERS = {"email", "iban", "card", "phone", "number", "ip"}
@@ -27,8 +44,8 @@ def themes(
     max_unique: int = 2000,
     top: int = 15,
     examples: int = 3,
-) -> list[dict]:
-    """Group ``queries`` into themes, largest first: ``{name, count, share, why, examples}``.
+) -> list[Theme]:
+    """Group ``queries`` into themes, largest first (at most ``top``).
 
     ``vectors`` (optional): a callable ``list[str] -> np.ndarray`` of unit-length sentence
     embeddings; with it, queries are grouped by meaning (paraphrases together), else by
@@ -47,7 +64,7 @@ def themes(
     uniq = [q for q, _ in counts.most_common(max_unique)]
     weights = np.array([counts[q] for q in uniq], dtype=float)
     labels, names = _cluster(uniq, vectors, max_distance)
-    out = []
+    groups = []
     for c in sorted(set(labels)):
         members = [i for i, lab in enumerate(labels) if lab == c]
         n = int(weights[members].sum())
@@ -55,12 +72,10 @@ def themes(
         for i in members:
             why.update(why_of[uniq[i]])
         ex = [uniq[i] for i in sorted(members, key=lambda i: -weights[i])[:examples]]
-        out.append({"name": names[c], "count": n, "why": dict(why.most_common()), "examples": ex})
-    total = sum(t["count"] for t in out)
-    out.sort(key=lambda t: (-t["count"], t["name"]))
-    for t in out:
-        t["share"] = t["count"] / total
-    return out[:top]
+        groups.append((names[c], n, dict(why.most_common()), ex))
+    total = sum(n for _, n, _, _ in groups)
+    groups.sort(key=lambda g: (-g[1], g[0]))
+    return [Theme(name, n, why, ex, n / total) for name, n, why, ex in groups[:top]]
 
 
 def _cluster(texts: list[str], vectors, max_distance: float | None) -> tuple[list[int], dict[int, str]]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -93,8 +96,9 @@ def scenario() -> Builder:
     return b
 
 
-def run(b: Builder, **kw):
-    return measure(b.recs, b.events, now=NOW, **kw)
+def run(b: Builder, **kw) -> dict:
+    """The measurement as the JSON report carries it."""
+    return measure(b.recs, b.events, now=NOW, **kw).to_dict()
 
 
 def test_headline_figures(scenario):
@@ -173,7 +177,7 @@ def test_a_session_still_inside_its_window_is_pending_not_deflected():
 
 
 def test_empty_store_gives_no_rates_and_a_note():
-    r = measure([], [], now=NOW)
+    r = measure([], [], now=NOW).to_dict()
     assert r["sessions"] == 0 and r["observed_deflection_rate"] is None
     assert r["incremental"]["incremental_deflection"] is None and "control" in r["incremental"]["note"]
 
@@ -189,3 +193,57 @@ def test_diff_of_proportions():
     se = (0.3 * 0.7 / 100 + 0.2 * 0.8 / 100) ** 0.5
     assert d.high - d.low == pytest.approx(2 * 1.959964 * se, abs=1e-6)
     assert diff_of_proportions(1, 0, 1, 2) is None
+
+
+# the JSON report's keys are a public interface: scripts read them
+MEASUREMENT_KEYS = [
+    "period", "sessions", "sessions_with_suggest", "sessions_without_suggest", "sessions_by_variant",
+    "sessions_shown", "sessions_shown_closed", "pending", "click_through_rate", "helpful_rate",
+    "feedback_sessions", "observed_deflection_rate", "observed_deflected_sessions",
+    "self_reported_deflection_rate", "self_reported_deflected_sessions", "incremental", "abstention",
+    "by_intent", "by_article", "by_day", "gap_queries",
+]  # fmt: skip
+INCREMENTAL_KEYS = [
+    "treatment_sessions", "control_sessions", "treatment_submit_rate", "control_submit_rate",
+    "incremental_deflection", "ci95", "tickets_avoided", "tickets_avoided_ci95", "relative_reduction",
+    "pending", "note",
+]  # fmt: skip
+
+
+def test_typed_measurement_and_its_json_agree(scenario):
+    m = measure(scenario.recs, scenario.events, now=NOW)
+    d = m.to_dict()
+    assert list(d) == MEASUREMENT_KEYS and list(d["incremental"]) == INCREMENTAL_KEYS
+    assert list(d["period"]) == ["since", "until", "as_of", "window_hours", "first_session", "last_session"]
+    assert list(d["by_intent"][0]) == [
+        "key", "sessions", "shown", "engaged", "deflected", "submitted", "abstained", "pending",
+        "observed_deflection_rate",
+    ]  # fmt: skip
+    assert list(d["by_article"][0]) == [
+        "article_id", "shown", "opened", "helpful", "not_helpful", "opened_then_submitted",
+        "opened_not_submitted", "open_rate", "ticket_after_open_rate",
+    ]  # fmt: skip
+    for name, value in m.summary().items():
+        assert d[name] == value == getattr(m, name), name
+    inc = m.incremental
+    assert d["incremental"]["ci95"] == list(inc.ci95) and inc.incremental_deflection == inc.difference.estimate
+    assert d["abstention"]["by_reason"]["low_confidence"]["rate"] == m.abstention.reason_rate("low_confidence")
+    assert [g["query"] for g in d["gap_queries"]] == [g.query for g in m.gap_queries]
+    json.dumps(d)  # plain JSON, no datetimes left
+
+
+def test_report_renders_from_the_typed_measurement(scenario):
+    from deflect.eval.report import build_report, to_csv, to_html, to_json
+
+    m = measure(scenario.recs, scenario.events, now=NOW)
+    rep = build_report(m, titles={"a1": "Reset your password"})
+    d = json.loads(to_json(rep))
+    assert list(d) == [k for k in MEASUREMENT_KEYS if k != "gap_queries"] + ["title", "content_gaps", "definitions"]
+    assert {a["article_id"]: a["title"] for a in d["by_article"]} == {"a1": "Reset your password", "a2": ""}
+    assert d["content_gaps"]["queries"] == len(m.gap_queries) == rep.content_gaps.queries
+    assert d["content_gaps"]["themes"][0] == rep.content_gaps.themes[0].to_dict()
+    html = to_html(rep)
+    assert "Reset your password" in html and f"{100 * m.observed_deflection_rate:.1f}%" in html
+    rows = list(csv.reader(io.StringIO(to_csv(rep))))
+    assert ["summary", "", "sessions", str(m.sessions)] in rows
+    assert ["by_article", "a1", "title", "Reset your password"] in rows

@@ -25,7 +25,7 @@ A = [
 
 
 def test_estimate_deflection_by_hand():
-    rows = {r["threshold"]: r for r in estimate_deflection(A, R, thresholds=[0.0, 0.65, 0.75, 0.85, 0.99])}
+    rows = {r.threshold: r.to_dict() for r in estimate_deflection(A, R, thresholds=[0.0, 0.65, 0.75, 0.85, 0.99])}
     assert rows[0.0] == {"threshold": 0.0, "right_first": 2 / 5, "wrong_shown": 2 / 5, "abstained": 1 / 5}
     assert rows[0.65]["right_first"] == 2 / 5 and rows[0.65]["wrong_shown"] == 1 / 5
     assert rows[0.75]["right_first"] == 1 / 5 and rows[0.75]["wrong_shown"] == 1 / 5  # ties (0.8 >= 0.75) shown
@@ -36,10 +36,10 @@ def test_estimate_deflection_by_hand():
 
 
 def test_estimate_deflection_default_thresholds_and_errors():
-    rows = estimate_deflection(A, R)
+    rows = [r.to_dict() for r in estimate_deflection(A, R)]
     assert [r["threshold"] for r in rows] == [0.0, 0.6, 0.7, 0.8, 0.9]  # blocked 0.95 is not a threshold
     (empty,) = estimate_deflection([], [])
-    assert empty["threshold"] == 0.0 and math.isnan(empty["right_first"])
+    assert empty.threshold == 0.0 and math.isnan(empty.right_first)
     with pytest.raises(ValueError, match="answers"):
         estimate_deflection(A, R[:2])
 
@@ -51,16 +51,16 @@ def test_curve_never_shows_blocked_queries():
 
 
 def test_tune_global_and_per_intent():
-    res = tune_thresholds(A, R, 0.6)
+    res = tune_thresholds(A, R, 0.6).to_dict()
     # thresholds: 0.6 -> 2/4, 0.7 -> 2/3 (coverage 3/5), 0.8 -> 1/2, 0.9 -> 1/1
     assert res["threshold"] == 0.7 and res["expected"] == {"precision": 2 / 3, "coverage": 3 / 5}
-    res = tune_thresholds(A, R, 0.6, per_intent=True, min_queries=2)
+    res = tune_thresholds(A, R, 0.6, per_intent=True, min_queries=2).to_dict()
     # i1 (two shown-able queries, both right): its lowest threshold 0.7 reaches 1.0
     assert res["per_intent"]["i1"]["threshold"] == 0.7
     # i2 never reaches 0.6 precision: it keeps the global threshold
     assert "i2" not in res["per_intent"]
-    assert tune_thresholds(A, R, 1.0)["threshold"] == 0.9
-    assert tune_thresholds([A[2]], [R[2]], 0.5)["threshold"] is None
+    assert tune_thresholds(A, R, 1.0).threshold == 0.9
+    assert tune_thresholds([A[2]], [R[2]], 0.5).threshold is None
     with pytest.raises(ValueError, match="target"):
         tune_thresholds(A, R, 1.5)
 
@@ -198,12 +198,12 @@ def test_reliability_bins_and_confused_pairs_by_hand():
     from deflect.eval.intent_eval import confused_pairs, reliability_bins
 
     bins = reliability_bins([0.05, 0.15, 0.95, 1.0, 0.92], [False, True, True, True, False], bins=10)
-    assert bins[0] == {"lo": 0.0, "hi": 0.1, "count": 1, "confidence": 0.05, "accuracy": 0.0}
-    assert bins[9]["count"] == 3 and bins[9]["accuracy"] == pytest.approx(2 / 3)  # 1.0 falls in the last bin
-    assert bins[5]["count"] == 0 and bins[5]["accuracy"] is None
+    assert bins[0].to_dict() == {"lo": 0.0, "hi": 0.1, "count": 1, "confidence": 0.05, "accuracy": 0.0}
+    assert bins[9].count == 3 and bins[9].accuracy == pytest.approx(2 / 3)  # 1.0 falls in the last bin
+    assert bins[5].count == 0 and bins[5].accuracy is None
     pairs = confused_pairs(["a", "a", "b", "a", "c"], ["b", "b", "b", "c", "c"], ["t1", "t2", "t3", "t4", "t5"])
-    assert pairs[0] == {"true": "a", "predicted": "b", "count": 2, "examples": ["t1", "t2"]}
-    assert pairs[1]["predicted"] == "c" and len(pairs) == 2
+    assert pairs[0].to_dict() == {"true": "a", "predicted": "b", "count": 2, "examples": ["t1", "t2"]}
+    assert pairs[1].predicted == "c" and len(pairs) == 2
     with pytest.raises(ValueError, match="lengths"):
         confused_pairs(["a"], ["a", "b"], ["t"])
     with pytest.raises(ValueError):

@@ -6,6 +6,7 @@ import json
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -68,9 +69,10 @@ def engine_for(home: Path | None, kb: str | None, index: str | None):
         shutil.rmtree(tmp.root, ignore_errors=True)
 
 
-def write_outputs(out: Path, report: dict, html: str) -> None:
+def write_outputs(out: Path, report, html: str) -> None:
+    """``report.json`` (the report's ``to_dict()``) and ``report.html`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str))
     (out / "report.html").write_text(html, encoding="utf-8")
     typer.echo(f"\nwrote {out / 'report.json'} and {out / 'report.html'}")
 
@@ -102,31 +104,29 @@ def eval_retrieval(
 ) -> None:
     """Recall@k, MRR, nDCG and the precision/coverage curve: lexical, dense and the default engine."""
     from deflect.eval.offline import evaluate_retrieval
-    from deflect.eval.render import retrieval_html
+    from deflect.eval.render import METRICS, retrieval_html
 
     qs, _ = _load_queries(queries)
     with engine_for(home, kb, index) as engine:
         rep = evaluate_retrieval(engine, qs, k=k, target_precision=target_precision)
-    rep["source"] = {"kb": kb, "index": index, "queries": str(queries)}
-    rep["created_at"] = datetime.now(UTC).isoformat()
-    keys = ["recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10"]
+    rep = replace(rep, source={"kb": kb, "index": index, "queries": str(queries)}, created_at=datetime.now(UTC))
     typer.echo(
-        f"{rep['queries']} queries ({rep['unanswerable']} that no article answers); index {rep['index_version']}, "
-        f"model {rep['model_version'] or 'none'}\n"
+        f"{rep.queries} queries ({rep.unanswerable} that no article answers); index {rep.index_version}, "
+        f"model {rep.model_version or 'none'}\n"
     )
-    typer.echo(f"{'system':<16}" + "".join(f"{x:>11}" for x in keys))
-    for name, sys_ in rep["systems"].items():
-        typer.echo(f"{name:<16}" + "".join(f"{_f(sys_['metrics'][x]):>11}" for x in keys))
+    typer.echo(f"{'system':<16}" + "".join(f"{x:>11}" for x in METRICS))
+    for name, sys_ in rep.systems.items():
+        typer.echo(f"{name:<16}" + "".join(f"{_f(sys_.metrics[x]):>11}" for x in METRICS))
     if target_precision is not None:
         typer.echo(f"\nfor precision >= {target_precision} (out-of-scope queries shown anything count as errors):")
-        for name, sys_ in rep["systems"].items():
-            t = sys_["target"]
-            if t["threshold"] is None:
+        for name, sys_ in rep.systems.items():
+            t = sys_.target
+            if t.threshold is None:
                 typer.echo(f"  {name:<16} not reachable at any threshold")
             else:
                 typer.echo(
-                    f"  {name:<16} threshold {t['threshold']:.4f}: coverage {t['coverage']:.3f}, "
-                    f"precision {t['achieved_precision']:.3f}"
+                    f"  {name:<16} threshold {t.threshold:.4f}: coverage {t.coverage:.3f}, "
+                    f"precision {t.achieved_precision:.3f}"
                 )
         typer.echo("write the default engine's with: deflect tune --queries ... --target-precision ...")
     write_outputs(out, rep, retrieval_html(rep))
@@ -147,7 +147,7 @@ def eval_intent(
 ) -> None:
     """Accuracy, macro-F1, per intent, confusions, out of scope and calibration, beside two baselines."""
     from deflect.eval.intent_eval import evaluate_intents
-    from deflect.eval.render import intent_html
+    from deflect.eval.render import INTENT_FIGURES, intent_html
     from deflect.models.embedders import load_embedder
 
     settings = settings_for(home)
@@ -160,23 +160,22 @@ def eval_intent(
         oos_label=oos_label,
         seed=seed,
     )
-    rep["created_at"] = datetime.now(UTC).isoformat()
-    typer.echo(f"train {rep['train_rows']} texts, {rep['intents']} intents; test {rep['test_rows']} texts\n")
-    cols = ["accuracy", "macro_f1", "ece", "oos_recall", "oos_auroc", "train_seconds"]
-    typer.echo(f"{'system':<22}" + "".join(f"{c:>14}" for c in cols))
-    for name, s in rep["systems"].items():
-        typer.echo(f"{name:<22}" + "".join(f"{_f(s.get(c)):>14}" for c in cols))
-    main = rep["systems"]["deflect"]
+    rep = replace(rep, created_at=datetime.now(UTC))
+    typer.echo(f"train {rep.train_rows} texts, {rep.intents} intents; test {rep.test_rows} texts\n")
+    typer.echo(f"{'system':<22}" + "".join(f"{c:>14}" for c in INTENT_FIGURES))
+    for name, s in rep.systems.items():
+        typer.echo(f"{name:<22}" + "".join(f"{_f(getattr(s, c)):>14}" for c in INTENT_FIGURES))
+    main = rep.systems["deflect"]
     typer.echo("\nweakest intents (F1):")
-    for lab, d in sorted(main["per_intent"].items(), key=lambda kv: kv[1]["f1"])[:8]:
+    for lab, d in sorted(main.per_intent.items(), key=lambda kv: kv[1]["f1"])[:8]:
         typer.echo(f"  {lab:<30} P {d['precision']:.3f}  R {d['recall']:.3f}  F1 {d['f1']:.3f}  (n={d['support']})")
-    if main["confused"]:
+    if main.confused:
         typer.echo("most confused (true -> predicted):")
-        for c in main["confused"][:5]:
-            typer.echo(f"  {c['true']} -> {c['predicted']}: {c['count']}  e.g. {c['examples'][0][:70]!r}")
-    if rep["test_labels_unseen_in_training"]:
+        for c in main.confused[:5]:
+            typer.echo(f"  {c.true} -> {c.predicted}: {c.count}  e.g. {c.examples[0][:70]!r}")
+    if rep.test_labels_unseen_in_training:
         typer.secho(
-            f"test labels never seen in training (always wrong): {', '.join(rep['test_labels_unseen_in_training'])}",
+            f"test labels never seen in training (always wrong): {', '.join(rep.test_labels_unseen_in_training)}",
             fg="yellow",
         )
     write_outputs(out, rep, intent_html(rep))
@@ -193,36 +192,26 @@ def eval_deflection(
     home: HomeOpt = None,
 ) -> None:
     """Before launch: at each threshold, who would see the right article first, a wrong one, or nothing."""
-    from deflect.eval.offline import DEFLECTION_ASSUMPTIONS, engine_answers, estimate_deflection
+    from deflect.eval.offline import deflection_estimate, engine_answers
     from deflect.eval.render import deflection_html
 
     qs, rel = _load_queries(queries)
     with engine_for(home, kb, index if (index or kb) else "current") as engine:
         answers = engine_answers(engine, qs)
         current = engine.min_score(engine.index.get())
-    rows = estimate_deflection(answers, rel)
-    grid = [0.0] + [round(0.3 + 0.05 * i, 2) for i in range(10)] + [current]
-    table = estimate_deflection(answers, rel, thresholds=sorted(set(grid)))
-    typer.echo(f"{len(qs)} queries, {sum(not r for r in rel)} that no article answers\n")
+    rep = replace(
+        deflection_estimate(answers, rel, current),
+        source={"kb": kb, "index": index, "queries": str(queries)},
+        created_at=datetime.now(UTC),
+    )
+    typer.echo(f"{rep.queries} queries, {rep.unanswerable} that no article answers\n")
     typer.echo(f"{'threshold':>10} {'right first':>12} {'wrong shown':>12} {'nothing':>9}")
-    for r in table:
-        mark = "  <- current" if abs(r["threshold"] - current) < 1e-9 else ""
-        typer.echo(
-            f"{r['threshold']:>10.2f} {r['right_first']:>12.3f} {r['wrong_shown']:>12.3f} {r['abstained']:>9.3f}{mark}"
-        )
+    for r in rep.table:
+        mark = "  <- current" if abs(r.threshold - current) < 1e-9 else ""
+        typer.echo(f"{r.threshold:>10.2f} {r.right_first:>12.3f} {r.wrong_shown:>12.3f} {r.abstained:>9.3f}{mark}")
     typer.echo("\nassumptions:")
-    for a in DEFLECTION_ASSUMPTIONS:
+    for a in rep.assumptions:
         typer.echo(f"  - {a}")
-    rep = {
-        "queries": len(qs),
-        "unanswerable": sum(not r for r in rel),
-        "current_threshold": current,
-        "table": table,
-        "curve": rows,
-        "assumptions": DEFLECTION_ASSUMPTIONS,
-        "source": {"kb": kb, "index": index, "queries": str(queries)},
-        "created_at": datetime.now(UTC).isoformat(),
-    }
     write_outputs(out, rep, deflection_html(rep))
 
 
@@ -288,13 +277,13 @@ def tune_cmd(
     tuned_before = read_tuning(bundle.path)
     answers = engine_answers(engine, qs)
     res = tune_thresholds(answers, rel, target_precision, per_intent=per_intent, min_queries=min_queries)
-    if res["threshold"] is None:
+    if res.threshold is None:
         typer.secho(f"no threshold reaches precision {target_precision} on these queries; nothing written", fg="red")
         raise SystemExit(1)
-    exp = res["expected"]
+    exp = res.expected
     typer.echo(
-        f"index {bundle.version}: threshold {res['threshold']:.4f} -> precision {exp['precision']:.3f}, "
-        f"coverage {exp['coverage']:.3f} on {len(qs)} queries"
+        f"index {bundle.version}: threshold {res.threshold:.4f} -> precision {exp.precision:.3f}, "
+        f"coverage {exp.coverage:.3f} on {len(qs)} queries"
         + (
             f" (was {tuned_before['threshold']:.4f}, tuned)"
             if tuned_before
@@ -302,18 +291,15 @@ def tune_cmd(
         )
     )
     if per_intent:
-        if res["per_intent"]:
-            for intent, d in res["per_intent"].items():
-                typer.echo(
-                    f"  {intent:<28} {d['threshold']:.4f}  ({d['queries']} queries, coverage {d['coverage']:.3f})"
-                )
-            e2 = res["expected_per_intent"]
-            typer.echo(f"with per-intent thresholds: precision {e2['precision']:.3f}, coverage {e2['coverage']:.3f}")
+        if res.per_intent:
+            for intent, d in res.per_intent.items():
+                typer.echo(f"  {intent:<28} {d.threshold:.4f}  ({d.queries} queries, coverage {d.coverage:.3f})")
+            e2 = res.expected_per_intent
+            typer.echo(f"with per-intent thresholds: precision {e2.precision:.3f}, coverage {e2.coverage:.3f}")
         else:
             typer.echo(f"no intent has {min_queries}+ queries reaching the target: the global threshold applies")
     if not yes and not typer.confirm(f"write this into index {bundle.version}?", default=False):
         typer.echo("nothing written")
         return
-    res["queries"] = str(queries)
-    path = write_tuning(bundle.path, res)
+    path = write_tuning(bundle.path, {**res.to_dict(), "queries": str(queries)})
     typer.echo(f"wrote {path}; the server uses it within {engine.settings.reload_interval:g}s")

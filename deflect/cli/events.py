@@ -138,11 +138,11 @@ def report_cmd(
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
-    inc = rep["incremental"]
-    ci = inc["ci95"]
+    inc = measured.incremental
+    ci = inc.ci95
     typer.echo(
-        f"{rep['sessions']:,} sessions, {rep['sessions_shown']:,} shown suggestions; observed deflection "
-        f"{_pct(rep['observed_deflection_rate'])}, incremental {_pct(inc['incremental_deflection'])}"
+        f"{measured.sessions:,} sessions, {measured.sessions_shown:,} shown suggestions; observed deflection "
+        f"{_pct(measured.observed_deflection_rate)}, incremental {_pct(inc.incremental_deflection)}"
         + (f" (95% CI {_pct(ci[0])} to {_pct(ci[1])})" if ci else "")
         + f"\nwrote {out}"
     )
