@@ -1,4 +1,4 @@
-"""Labeled queries (DESIGN.md): CSV or JSONL with ``query`` (or ``subject`` and
+"""Labeled queries (docs/evaluation.md): CSV or JSONL with ``query`` (or ``subject`` and
 ``description``) and ``article_id`` (empty = no article answers it; ``a|b`` = either)."""
 
 from __future__ import annotations
