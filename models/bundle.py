@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deflect.core.atomic import atomic_write_text, fsync_dir, fsync_file
+from deflect.core.atomic import atomic_write_text, publish_dir
 from deflect.core.datahome import DataHome
 from deflect.core.errors import BundleError
 
@@ -110,12 +110,7 @@ def write_bundle(home: Path, kind: str, fill: Callable[[Path], dict], *, make_cu
             json.dump(manifest, f, indent=2)
             f.flush()
             os.fsync(f.fileno())
-        for p in tmp.rglob("*"):
-            if p.is_file():
-                fsync_file(p)
-        final = bundle_path(home, kind, version)
-        os.rename(tmp, final)
-        fsync_dir(final.parent)
+        publish_dir(tmp, bundle_path(home, kind, version))
     if make_current:
         write_pointer(home, kind, version)
     return version

@@ -41,6 +41,24 @@ def atomic_replace(src: str | Path, dst: str | Path) -> None:
     fsync_dir(Path(dst).parent)
 
 
+def publish_dir(tmp: str | Path, final: str | Path) -> Path:
+    """Move the finished directory ``tmp`` to ``final`` durably: fsync every file in it,
+    rename, fsync the parent. Returns ``final``.
+
+    ``final`` must not exist (a directory is never replaced: the caller removes an old one
+    when the operator asks for it); ``tmp`` must be beside it, on the same file system.
+    Raises :class:`FileExistsError` when ``final`` exists."""
+    tmp, final = Path(tmp), Path(final)
+    if final.exists():
+        raise FileExistsError(f"{final} exists")
+    for p in tmp.rglob("*"):
+        if p.is_file():
+            fsync_file(p)
+    os.rename(tmp, final)
+    fsync_dir(final.parent)
+    return final
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically and durably. Returns ``path``.
 
