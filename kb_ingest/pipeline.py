@@ -147,13 +147,13 @@ def ingest(
     by_id = {a.id: a for a in articles}
     if to_embed:
         texts = [chunks[i].embed_text(by_id[chunks[i].article_id].title) for i in to_embed]
-        new = embedder.encode(texts, batch_size=embedder.bulk_batch_size, progress=progress)
+        new = embedder.encode(texts, batch_size=embedder.bulk_batch_size, progress=progress, role="passage")
         for i, v in zip(to_embed, new, strict=True):
             vectors[i] = v
     summary.embedded_chunks = len(to_embed)
     new_titles = [i for i, t in enumerate(titles) if t is None]
     if new_titles:
-        tv = embedder.encode([articles[i].title for i in new_titles], batch_size=32)
+        tv = embedder.encode([articles[i].title for i in new_titles], batch_size=32, role="passage")
         for i, v in zip(new_titles, tv, strict=True):
             titles[i] = v
     title_matrix = np.vstack(titles).astype(np.float32)

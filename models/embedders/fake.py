@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deflect.models.embedders.protocol import EncoderViews, Quantize
+from deflect.models.embedders.files import with_prompt
+from deflect.models.embedders.protocol import EncoderViews, Quantize, Role
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -26,6 +27,7 @@ class KeywordEmbedder:
     trunk_layer: int | None = None
     model_dir: Path | None = None
     quantize: Quantize = "int8"
+    prompts: dict[str, str] = {}  # noqa: RUF012 - read only; symmetric, like MiniLM
 
     def __init__(self, keywords: Sequence[str], *, name: str = "keyword-fake", max_tokens: int = 256) -> None:
         self.keywords = [k.lower() for k in keywords]
@@ -35,7 +37,10 @@ class KeywordEmbedder:
         self.max_tokens = max_tokens
         self.fingerprint = hashlib.sha256("\n".join(self.keywords).encode()).hexdigest()[:16]
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False, role: Role = "query"
+    ) -> np.ndarray:
+        texts = with_prompt(self.prompts, texts, role)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in _WORD.findall(text.lower()):
@@ -45,10 +50,12 @@ class KeywordEmbedder:
                 out[row] /= norm
         return out
 
-    def encode_views(self, texts: Sequence[str], *, batch_size: int = 32, trunk: bool = False) -> EncoderViews:
+    def encode_views(
+        self, texts: Sequence[str], *, batch_size: int = 32, trunk: bool = False, role: Role = "query"
+    ) -> EncoderViews:
         if trunk:
             raise ValueError(f"{self.name} has no trunk output")
-        v = self.encode(texts)
+        v = self.encode(texts, role=role)
         return EncoderViews(v, v.copy())
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:

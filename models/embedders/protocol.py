@@ -15,6 +15,9 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 
 Quantize = Literal["int8", "fp32"]
+#: what a text is to an asymmetric encoder (e5 reads ``query: `` and ``passage: `` prefixes);
+#: a symmetric one (MiniLM) encodes both the same
+Role = Literal["query", "passage"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class Embedder(Protocol):
             has none (the fake); fine-tuning and the intent head copy layers from it.
         quantize: how models derived from this encoder (a fine-tuned encoder, the intent
             head) are exported to ONNX: ``"int8"`` or ``"fp32"``.
+        prompts: the prefix put before a text of each :data:`Role` (``{"query": "query: ",
+            "passage": "passage: "}`` for e5; empty for a symmetric model), from the model
+            directory's ``config_sentence_transformers.json``.
     """
 
     name: str
@@ -73,17 +79,25 @@ class Embedder(Protocol):
     trunk_layer: int | None
     model_dir: Path | None
     quantize: Quantize
+    prompts: dict[str, str]
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False, role: Role = "query"
+    ) -> np.ndarray:
         """``(len(texts), dimension)`` float32, rows of unit length (inner product = cosine).
 
-        An empty ``texts`` gives shape ``(0, dimension)``. ``progress`` shows a progress bar
-        on standard error for long inputs."""
+        ``role``: ``"query"`` for what a customer typed (and intent examples),
+        ``"passage"`` for article chunks and titles. An empty ``texts`` gives shape
+        ``(0, dimension)``. ``progress`` shows a progress bar on standard error for long
+        inputs."""
         ...
 
-    def encode_views(self, texts: Sequence[str], *, batch_size: int = 32, trunk: bool = False) -> EncoderViews:
+    def encode_views(
+        self, texts: Sequence[str], *, batch_size: int = 32, trunk: bool = False, role: Role = "query"
+    ) -> EncoderViews:
         """Both views of each text from one forward pass (and the trunk states with
-        ``trunk=True``). ``embedding`` equals what :meth:`encode` gives for the same batch.
+        ``trunk=True``). ``embedding`` equals what :meth:`encode` gives for the same batch
+        and ``role``.
 
         Raises :class:`ValueError` when ``trunk=True`` and :attr:`trunk_layer` is None."""
         ...
