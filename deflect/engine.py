@@ -22,6 +22,7 @@ from deflect.models.embedders.protocol import Embedder
 from deflect.models.encoding import QueryEncoding, encode_queries
 from deflect.models.index_bundle import IndexBundle
 from deflect.models.intent import IntentPrediction
+from deflect.models.language import detect, language_of_locale
 from deflect.models.registry import LoadedModel, load_model
 from deflect.models.retrieval import rank_articles
 from deflect.tuning import TuningCache
@@ -176,31 +177,41 @@ class Engine:
         encoder pass; the GIL is released while it runs). See :func:`encode_queries`."""
         return encode_queries(self.embedder, [text], self.model.get_optional())
 
-    def rank(self, text: str, k: int, *, locale: str | None = None, bundle: IndexBundle | None = None, vector=None):
-        """Ranked article hits for ``text`` with the configured fusion (no abstention)."""
+    def rank(
+        self, text: str, k: int, *, lang: str | None = None, bundle: IndexBundle | None = None, vector=None
+    ) -> list:
+        """Ranked article hits for ``text`` (in language ``lang``, None: detected) with the
+        configured fusion, every language together (no abstention)."""
         s = self.settings
         bundle = bundle or self.index.get()
         qv = vector if vector is not None else self.encode_query(text).embedding[0]
-        want = k if not locale else k * 4
-        hits = rank_articles(
+        return rank_articles(
             bundle,
             text,
             qv,
-            want,
+            k,
             mode=s.fusion,
             alpha=s.fusion_alpha,
             title_weight=s.title_weight,
             candidates=s.candidates,
+            lang=lang,
         )
-        if locale:
-            lang = locale.lower().split("-")[0]
-            hits = [
-                h
-                for h in hits
-                if not bundle.articles[h.article_id].locale
-                or bundle.articles[h.article_id].locale.lower().split("-")[0] == lang
-            ][:k]
-        return hits
+
+    @staticmethod
+    def query_language(q: SuggestQuery, text: str) -> str | None:
+        """The customer's language: the request's ``locale``, else detected from the text."""
+        return language_of_locale(q.locale) or detect(text)
+
+    @staticmethod
+    def prefer_language(hits: list, lang: str | None, bundle: IndexBundle, threshold: float) -> list:
+        """The customer's language first: when an article in ``lang`` (or of unknown
+        language) passes ``threshold``, only such articles are shown; otherwise every
+        language competes, so an article in another language is shown only when nothing in
+        the customer's language would be."""
+        if lang is None or len(bundle.language_set) < 2:
+            return hits
+        own = [h for h in hits if bundle.languages.get(h.article_id) in (lang, None)]
+        return own if own and own[0].score >= threshold else hits
 
     def linked_articles(self, model: LoadedModel, label: str) -> list[str]:
         """Articles linked to an intent: the configured mapping file, else links learned in training."""
@@ -227,15 +238,19 @@ class Engine:
         text = q.text()
         encoding = encoding if encoding is not None else self.encode_query(text)
         pred, model = self.classify(text, encoding)
+        lang = self.query_language(q, text)
         extra = 5 if pred is not None and s.intent_boost > 0 else 0
-        hits = self.rank(text, q.k + extra, locale=q.locale, bundle=bundle, vector=encoding.embedding[0])
+        want = q.k + extra if len(bundle.language_set) < 2 else 4 * (q.k + extra)  # room for the language rule
+        hits = self.rank(text, want, lang=lang, bundle=bundle, vector=encoding.embedding[0])
         if pred is not None and extra and not pred.out_of_scope:
             linked = set(self.linked_articles(model, pred.label))
             for h in hits:
                 if h.article_id in linked:
                     h.score += s.intent_boost * pred.confidence
             hits.sort(key=lambda h: (-h.score, h.article_id))
-        hits = hits[: q.k]
+        intent_label = pred.label if pred is not None and not pred.out_of_scope else None
+        threshold = self.min_score(bundle, intent_label)
+        hits = self.prefer_language(hits, lang, bundle, threshold)[: q.k]
         suggestions = []
         for h in hits:
             art = bundle.articles[h.article_id]
@@ -251,9 +266,7 @@ class Engine:
             abstained, reason = True, "out_of_scope"
         elif not suggestions:
             abstained, reason = True, "no_match"
-        elif s.fusion in ("convex", "dense") and top < self.min_score(
-            bundle, pred.label if pred is not None and not pred.out_of_scope else None
-        ):
+        elif s.fusion in ("convex", "dense") and top < threshold:
             abstained, reason = True, "low_confidence"
         variant = assign_variant(q.session_id, s.control_share, s.control_salt)
         return SuggestResult(

@@ -12,6 +12,7 @@ import numpy as np
 from deflect.core.errors import BundleError, NotReadyError
 from deflect.models import bundle as B
 from deflect.models.documents import Article, Chunk
+from deflect.models.language import ANALYZER_VERSION, detect, language_of_locale
 from deflect.models.lexical import BM25Index
 from deflect.models.vector_index import FaissIndex, build_index
 
@@ -32,6 +33,12 @@ class IndexBundle:
     title_vectors: np.ndarray  # one per article, in ``article_ids`` order
     article_start: np.ndarray  # first chunk of each article (chunks are stored grouped by article)
     article_end: np.ndarray
+    languages: dict[str, str | None]  # article id -> its language (models/language.py), None: unknown
+
+    @property
+    def language_set(self) -> set[str]:
+        """The languages of the articles (unknown ones left out)."""
+        return {lang for lang in self.languages.values() if lang}
 
     @property
     def version(self) -> str:
@@ -58,6 +65,8 @@ class IndexBundle:
             dense = FaissIndex.load(current)
             current = path / "lexical"
             lexical = BM25Index.load(current)
+            current = path / LANGUAGES_FILE
+            languages = read_languages(path, articles)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BundleError(f"index bundle {path} is incomplete or corrupt ({current.name}: {exc})") from exc
         if not (len(chunks) == len(vectors) == len(dense) == len(lexical)):
@@ -89,7 +98,26 @@ class IndexBundle:
             title_vectors,
             start,
             end,
+            languages,
         )
+
+
+LANGUAGES_FILE = "languages.json"
+
+
+def article_language(article: Article) -> str | None:
+    """An article's language: its ``locale``, else detected from its title and body."""
+    return language_of_locale(article.locale) or detect(f"{article.title}\n{article.body[:2000]}")
+
+
+def read_languages(path: Path, articles: Sequence[Article]) -> dict[str, str | None]:
+    """Each article's language as recorded at ingest (bundles from before languages were
+    recorded: from the locale alone)."""
+    f = Path(path) / LANGUAGES_FILE
+    if not f.exists():
+        return {a.id: language_of_locale(a.locale) for a in articles}
+    recorded = json.loads(f.read_text(encoding="utf-8"))
+    return {a.id: recorded.get(a.id) for a in articles}
 
 
 def read_articles(path: Path) -> list[Article]:
@@ -146,13 +174,16 @@ def write_index_bundle(
         )
         index.save(tmp / "vectors.faiss")
         by_id = {a.id: a for a in articles}
+        languages = {a.id: article_language(a) for a in articles}
+        (tmp / LANGUAGES_FILE).write_text(json.dumps(languages, ensure_ascii=False))
         lex = BM25Index()
-        lex.index([c.embed_text(by_id[c.article_id].title) for c in chunks])
+        lex.index([c.embed_text(by_id[c.article_id].title) for c in chunks], [languages[c.article_id] for c in chunks])
         lex.save(tmp / "lexical")
         return {
             "embedder": {"name": embedder.name, "dimension": embedder.dimension, "fingerprint": embedder.fingerprint},
             "counts": {"articles": len(articles), "chunks": len(chunks)},
             "vector_index": index.kind,
+            "lexical": {"analyzer": ANALYZER_VERSION, "languages": sorted({v for v in languages.values() if v})},
             **(extra or {}),
         }
 

@@ -1,38 +1,13 @@
-"""Lexical retrieval: BM25 (bm25s) over stemmed, stop-worded tokens."""
+"""Lexical retrieval: BM25 (bm25s) over each language's words (:mod:`deflect.models.language`)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")
-
-
-class _Analyzer:
-    def __init__(self) -> None:
-        import Stemmer
-        from bm25s.stopwords import STOPWORDS_EN
-
-        self._stem = Stemmer.Stemmer("english").stemWords
-        self._stop = set(STOPWORDS_EN)
-
-    def __call__(self, text: str) -> list[str]:
-        words = [w for w in _TOKEN.findall(text.lower()) if w not in self._stop]
-        return self._stem(words)
-
-
-_analyzer: _Analyzer | None = None
-
-
-def analyze(text: str) -> list[str]:
-    """Lower-case, drop English stop words, Snowball-stem."""
-    global _analyzer
-    if _analyzer is None:
-        _analyzer = _Analyzer()
-    return _analyzer(text)
+from deflect.models.language import analyze
 
 
 class BM25Index:
@@ -48,9 +23,13 @@ class BM25Index:
     def __len__(self) -> int:
         return self._n
 
-    def index(self, texts: Sequence[str]) -> None:
-        """Build the index (replaces any previous content)."""
-        corpus = [analyze(t) for t in texts]
+    def index(self, texts: Sequence[str], langs: Sequence[str | None] | None = None) -> None:
+        """Build the index (replaces any previous content); ``langs``: each text's language
+        (None: detected)."""
+        langs = list(langs) if langs is not None else [None] * len(texts)
+        if len(langs) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(langs)} languages")
+        corpus = [analyze(t, lang) for t, lang in zip(texts, langs, strict=True)]
         self._n = len(corpus)
         if not self._n:
             return
@@ -59,11 +38,12 @@ class BM25Index:
         self._bm25.index(corpus, show_progress=False)
         self._vocab = self._bm25.vocab_dict
 
-    def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every document for ``query`` (zeros when nothing matches)."""
+    def scores(self, query: str, lang: str | None = None) -> np.ndarray:
+        """BM25 score of every document for ``query`` in ``lang`` (None: detected); zeros
+        when nothing matches."""
         if not self._n:
             return np.zeros(0, dtype=np.float32)
-        toks = [t for t in analyze(query) if t in self._vocab]
+        toks = [t for t in analyze(query, lang) if t in self._vocab]
         if not toks:
             return np.zeros(self._n, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(toks), dtype=np.float32)

@@ -60,8 +60,10 @@ def rank_articles(
     alpha: float = 0.9,
     title_weight: float = 0.3,
     candidates: int = 50,
+    lang: str | None = None,
 ) -> list[ArticleHit]:
-    """The ``k`` best articles for ``query``, best first (each article once)."""
+    """The ``k`` best articles for ``query``, best first (each article once). ``lang``:
+    the query's language for the lexical analyser (None: detected)."""
     if mode not in MODES:
         raise ValueError(f"unknown fusion mode {mode!r}; one of {', '.join(MODES)}")
     if not bundle.chunks or k <= 0:
@@ -71,7 +73,7 @@ def rank_articles(
         raise ValueError(f"mode {mode!r} needs a query vector")
 
     if mode == "rrf":
-        return _rrf(bundle, query, q, k, candidates)
+        return _rrf(bundle, query, q, k, candidates, lang)
 
     cand: set[int] = set()
     dense_chunks = np.zeros(0, dtype=np.int64)
@@ -85,7 +87,7 @@ def rank_articles(
         cand.update(_top(title_cos, candidates).tolist())
     chunk_lex = art_lex = None
     if mode != "dense":
-        chunk_lex = bundle.lexical.scores(query)
+        chunk_lex = bundle.lexical.scores(query, lang)
         art_lex = _article_lex(bundle, chunk_lex)
         top_lex = _top(art_lex, candidates)
         cand.update(top_lex[art_lex[top_lex] > 0].tolist())
@@ -132,10 +134,10 @@ def rank_articles(
     return hits
 
 
-def _rrf(bundle: IndexBundle, query: str, q: np.ndarray, k: int, candidates: int) -> list[ArticleHit]:
+def _rrf(bundle: IndexBundle, query: str, q: np.ndarray, k: int, candidates: int, lang: str | None) -> list[ArticleHit]:
     _, ids = bundle.dense.search(q.reshape(1, -1), candidates)
     dense_chunks = ids[0][ids[0] >= 0]
-    lex = bundle.lexical.scores(query)
+    lex = bundle.lexical.scores(query, lang)
     lex_chunks = _top(lex, candidates)
     lex_chunks = lex_chunks[lex[lex_chunks] > 0]
     best: dict[int, tuple[float, int]] = {}
