@@ -8,12 +8,16 @@ from deflect.kb_ingest.clean import Section
 from deflect.models.documents import Chunk
 
 TokenSpans = Callable[[str], list[tuple[int, int]]]
+# where a window may end: Latin and Chinese (full-width) sentence and clause ends, line ends
+SENTENCE_ENDS = frozenset(".!?\n。！？；")
+TOKEN_ENDS = frozenset(".!?:。！？；：")
 
 
 def split_text(text: str, spans: list[tuple[int, int]], max_tokens: int, overlap: int) -> list[str]:
     """Windows of at most ``max_tokens`` tokens overlapping by ``overlap``, cut at token edges.
 
-    A window prefers to end at a line or sentence end in its last third.
+    A window prefers to end at a line or sentence end (:data:`SENTENCE_ENDS`, Chinese ones
+    included: it never needs spaces) in its last third.
     """
     if max_tokens <= 0:
         raise ValueError("max_tokens must be positive")
@@ -29,7 +33,7 @@ def split_text(text: str, spans: list[tuple[int, int]], max_tokens: int, overlap
             for j in range(end - 1, start + (2 * max_tokens) // 3, -1):
                 gap = text[spans[j][1] : spans[j + 1][0]] if j + 1 < len(spans) else ""
                 tok = text[spans[j][0] : spans[j][1]]
-                if any(ch in gap for ch in ".!?\n") or tok[-1:] in {".", "!", "?", ":"}:
+                if any(ch in SENTENCE_ENDS for ch in gap) or tok[-1:] in TOKEN_ENDS:
                     end = j + 1
                     break
         piece = text[spans[start][0] : spans[end - 1][1]].strip()

@@ -31,6 +31,15 @@ def test_windows_prefer_sentence_ends():
     assert "beta" not in pieces[0]  # cut at the sentence end, not mid-way through "beta"
 
 
+def test_chinese_windows_end_at_chinese_sentence_ends_without_spaces():
+    sentences = [f"第{i:02d}句讲的是怎么设置预约页面" + "。！？；"[i % 4] for i in range(30)]
+    text = "".join(sentences)
+    spans = [(i, i + 1) for i in range(len(text))]  # one token per character, as Chinese is tokenised
+    pieces = split_text(text, spans, 60, 0)
+    assert len(pieces) > 1 and "".join(pieces) == text
+    assert all(p[-1] in "。！？；" for p in pieces)
+
+
 def test_chunks_keep_heading_paths_and_merge_tiny_sections():
     sections = [
         Section((), "Intro " + "word " * 40),
