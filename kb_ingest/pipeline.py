@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def _previous(home: Path, embedder, chunking: dict) -> IndexBundle | None:
 
 
 def ingest(
-    source: str | Path,
+    source: str | Path | Sequence[str | Path],
     home: str | Path,
     embedder,
     *,
@@ -72,7 +73,9 @@ def ingest(
     full: bool = False,
     _fail_after: str | None = None,
 ) -> IngestSummary:
-    """Ingest ``source`` into ``home`` and make the new index current.
+    """Ingest ``source`` (one source, or several that together form one index: a Markdown
+    folder and a CSV FAQ, one folder per language, ...) into ``home`` and make the new
+    index current. An id found in two sources is kept where it is first seen.
 
     Unchanged articles (same content hash) reuse their chunks and vectors from the current
     bundle; deleted ones are dropped. Records that cannot be read are skipped and reported.
@@ -84,9 +87,12 @@ def ingest(
     summary = IngestSummary()
     chunking = {"tokens": chunk_tokens, "overlap": chunk_overlap}
 
+    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    if not sources:
+        raise IngestError("no source given")
     parsed: list[Parsed] = []
     first_seen: dict[str, str] = {}
-    for rec in read_source(source, fmt):
+    for rec in (r for src in sources for r in read_source(src, fmt)):
         if isinstance(rec, Skipped):
             summary.skipped.append(rec)
             continue
@@ -98,7 +104,8 @@ def ingest(
         parsed.append(rec)
     if not parsed:
         raise IngestError(
-            f"{source}: no article could be ingested ({len(summary.skipped)} skipped); the current index is unchanged"
+            f"{', '.join(map(str, sources))}: no article could be ingested ({len(summary.skipped)} skipped); "
+            "the current index is unchanged"
         )
 
     prev = None if full else _previous(home, embedder, chunking)

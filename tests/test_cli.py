@@ -42,6 +42,10 @@ def test_ingest_suggest_info_and_incremental(tmp_path, real_home):
     summary = json.loads(r.stdout)
     assert (summary["added"], summary["unchanged"], summary["removed"]) == (0, 5, 1)
 
+    faq = write(tmp_path / "faq.csv", "id,title,body\nfaq-1,Opening hours,We answer from 9 to 5 on weekdays.\n")
+    r = runner.invoke(app, ["ingest", str(kb), str(faq), "--home", str(real_home)])  # two sources, one index
+    assert r.exit_code == 0 and "added 1, updated 0, unchanged 5, removed 0" in r.output, r.output
+
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, real_home):
     r = runner.invoke(app, ["ingest", str(tmp_path / "missing"), "--home", str(real_home)])

@@ -65,6 +65,19 @@ def test_skips_are_reported_and_rest_ingested(tmp_path, home, fake_embedder):
     assert any("duplicate id 'a'" in r for r in reasons) and any("not UTF-8" in r for r in reasons)
 
 
+def test_several_sources_form_one_index(tmp_path, home, fake_embedder):
+    md = kb(tmp_path, {"a": "reset password", "b": "refund card"})
+    faq = write(tmp_path / "faq.csv", "id,title,body\nf1,Sync,google calendar sync\nb,Dup,the id b again\n")
+    s = ingest([md, faq], home, fake_embedder)
+    assert sorted(s.added) == ["a", "b", "f1"]
+    (dup,) = s.skipped
+    assert "faq.csv" in dup.origin and "duplicate id 'b'" in dup.reason
+    assert sorted(load_current(home, fake_embedder).articles) == ["a", "b", "f1"]
+    assert ingest([md, faq], home, fake_embedder).changed is False  # the same sources again: nothing to do
+    with pytest.raises(IngestError, match="no source"):
+        ingest([], home, fake_embedder)
+
+
 def test_nothing_usable_keeps_previous_index(tmp_path, home, fake_embedder):
     src = kb(tmp_path, {"a": "reset password"})
     s1 = ingest(src, home, fake_embedder)

@@ -1,4 +1,4 @@
-"""deflect ingest SOURCE."""
+"""deflect ingest SOURCE [SOURCE ...]."""
 
 from __future__ import annotations
 
@@ -13,22 +13,26 @@ from deflect.cli.common import HomeOpt, friendly, settings_for
 
 @friendly
 def ingest_cmd(
-    source: Annotated[
-        Path, typer.Argument(help="Folder of Markdown/HTML/text files, a CSV/JSONL file, or a Zendesk export.")
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Folders of Markdown/HTML/text files, CSV/JSONL files or Zendesk exports; several form one index."
+        ),
     ],
     fmt: Annotated[str, typer.Option("--format", help="auto, markdown, html, csv, jsonl or zendesk.")] = "auto",
     home: HomeOpt = None,
     full: Annotated[bool, typer.Option("--full", help="Re-embed every article, not only changed ones.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Ingest a knowledge base: embed new and changed articles, drop deleted ones, swap the index in."""
+    """Ingest a knowledge base (from one source or several): embed new and changed articles, drop
+    deleted ones, swap the index in."""
     from deflect.kb_ingest.pipeline import ingest
     from deflect.models.embedders import load_embedder
 
     settings = settings_for(home)
     embedder = load_embedder(settings, purpose="ingest")
     summary = ingest(
-        source,
+        sources,
         settings.home,
         embedder,
         fmt=fmt,
