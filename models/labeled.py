@@ -84,6 +84,25 @@ def load_labeled_texts(path: str | Path, text_col: str = "text", label_col: str 
     return LabeledTexts(texts, labels, arts, hashlib.sha256(raw).hexdigest()[:16], str(path))
 
 
+def load_labeled_files(paths, text_col: str = "text", label_col: str = "label") -> LabeledTexts:
+    """Several files of labeled texts as one training set (one file per language, ...);
+    each file is read and checked as :func:`load_labeled_texts` does."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InvalidInputError("no training file given")
+    if len(paths) == 1:
+        return load_labeled_texts(paths[0], text_col, label_col)
+    parts = [load_labeled_texts(p, text_col, label_col) for p in paths]
+    fingerprint = hashlib.sha256("\n".join(d.fingerprint for d in parts).encode()).hexdigest()[:16]
+    return LabeledTexts(
+        [t for d in parts for t in d.texts],
+        [lab for d in parts for lab in d.labels],
+        [a for d in parts for a in d.article_ids],
+        fingerprint,
+        ", ".join(d.path for d in parts),
+    )
+
+
 def split(labels: list[str], val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A stratified split: each class keeps at least one training example, and gives
     ``val_split`` of its examples (at least one when it has three or more) to validation."""

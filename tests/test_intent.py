@@ -93,6 +93,21 @@ def test_train_writes_a_versioned_bundle(tmp_path, home, fake_embedder):
     assert links["password"] == ["pw"] and links["refund"] == ["refund"]
 
 
+def test_several_files_form_one_training_set(tmp_path):
+    from deflect.models.labeled import load_labeled_files
+
+    data = rows()
+    a = write_csv(tmp_path / "en.csv", data[: len(data) // 2] + data[-4:])
+    b = write_csv(tmp_path / "id.csv", data[len(data) // 2 :])
+    both = load_labeled_files([a, b])
+    assert both.texts == load_labeled_texts(a).texts + load_labeled_texts(b).texts
+    assert str(a) in both.path and str(b) in both.path
+    assert both.fingerprint != load_labeled_texts(a).fingerprint
+    assert load_labeled_files([a]).fingerprint == load_labeled_texts(a).fingerprint
+    with pytest.raises(InvalidInputError, match="no training file"):
+        load_labeled_files([])
+
+
 def test_model_from_another_embedder_is_refused(tmp_path, home, fake_embedder):
     data = load_labeled_texts(write_csv(tmp_path / "d.csv", rows()))
     res = train(data, home, fake_embedder, TrainOptions(val_split=0.25))

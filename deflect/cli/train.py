@@ -29,7 +29,7 @@ def _print_metrics(m: dict) -> None:
 
 @friendly
 def train_cmd(
-    data: Annotated[Path, typer.Argument(help="CSV or JSONL of labeled texts.")],
+    data: Annotated[list[Path], typer.Argument(help="CSV or JSONL files of labeled texts (several form one set).")],
     text_col: Annotated[str, typer.Option(help="Column with the text.")] = "text",
     label_col: Annotated[str, typer.Option(help="Column with the intent label.")] = "label",
     oos_label: Annotated[str | None, typer.Option(help="Label that marks out-of-scope examples.")] = None,
@@ -65,11 +65,11 @@ def train_cmd(
 ) -> None:
     """Train an intent model from labeled texts, validate it, and write a new model bundle."""
     from deflect.models.embedders import load_embedder
-    from deflect.models.labeled import load_labeled_texts
+    from deflect.models.labeled import load_labeled_files
     from deflect.models.training import TrainOptions, train
 
     settings = settings_for(home)
-    rows = load_labeled_texts(data, text_col, label_col)
+    rows = load_labeled_files(data, text_col, label_col)
     embedder = load_embedder(settings, purpose="train")
     res = train(
         rows,
