@@ -2,7 +2,8 @@
 baseline measured in the same run. Prints one table and rewrites docs/benchmarks.md's results
 section. Reads ../shared/datasets (never copied); says clearly what is missing.
 
-    python -m bench.run [--only stackfaq,demo,http,ingest] [--seconds 10] [--no-readme]
+    python -m bench.run [--only stackfaq,demo,multilingual,xsid,http,ingest,banking77,widget]
+                        [--seconds 10] [--no-readme]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from deflect.models.vector_index import FaissIndex  # noqa: E402
 DEMO_KB = ROOT / "examples" / "helpcenter"
 DEMO_QUERIES = ROOT / "examples" / "demo_queries.csv"
 RESULTS = ROOT / "bench" / "results"
-ALL = {"stackfaq", "demo", "http", "ingest", "banking77", "widget"}
+ALL = {"stackfaq", "demo", "http", "ingest", "banking77", "widget", "multilingual", "xsid"}
 rows: list[dict] = []
 notes: list[str] = []
 
@@ -255,25 +256,24 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None
 
 
 def _load(port: int, bodies: Path, concurrency: int, seconds: float, path: str = "/v1/suggest") -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "loadgen.py"),
-            "--port",
-            str(port),
-            "--bodies",
-            str(bodies),
-            "--concurrency",
-            str(concurrency),
-            "--seconds",
-            str(seconds),
-            "--path",
-            path,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    """``concurrency`` keep-alive connections POSTing ``bodies`` in turn for ``seconds``:
+    ``{rps, p50_ms, p99_ms, errors}``. With Debian's ``wrk`` (one thread, little CPU) when
+    it is installed, else bench/loadgen.py (asyncio, heavier on the shared cores)."""
+    if shutil.which("wrk"):
+        cmd = [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "-s",
+            str(ROOT / "bench" / "wrk_post.lua"),
+        ]
+        cmd += [f"http://127.0.0.1:{port}{path}", "--", str(bodies)]
+    else:
+        cmd = [sys.executable, str(ROOT / "bench" / "loadgen.py"), "--port", str(port), "--bodies", str(bodies)]
+        cmd += ["--concurrency", str(concurrency), "--seconds", str(seconds), "--path", path]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -410,8 +410,9 @@ def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
             )
             if o["errors"] or n["errors"]:
                 notes.append(f"http: errors at {c} clients: {name} {o['errors']}, naive {n['errors']}")
+    gen = "wrk -t1 with bench/wrk_post.lua" if shutil.which("wrk") else "bench/loadgen.py, asyncio"
     notes.append(
-        "http: the load generator (bench/loadgen.py, asyncio, keep-alive) runs on the same 2 cores as the "
+        f"http: the load generator ({gen}, keep-alive) runs on the same 2 cores as the "
         f"servers; {seconds:.0f}s per level after 2s of warm-up; bodies cycle through the 348 demo queries; "
         "naive = FastAPI + PyTorch encoder + numpy dot over all chunk vectors"
     )
@@ -465,6 +466,17 @@ def main() -> None:
             quality("demo", DEMO_KB, load_queries(DEMO_QUERIES), embs, work, settings)
         if "widget" in only:
             bench_widget()
+        if only & {"multilingual", "xsid"}:
+            from bench import multilingual as ML
+            from deflect.models.embedders.e5_rebuild import ensure_rebuilt
+
+            e5_dir = ensure_rebuilt(work / "encoders")
+            e5 = OnnxEmbedder(e5_dir, work / "onnx", quantize="int8", threads=1, parallel=os.cpu_count() or 1)
+            encoders = {"MiniLM": embs.int8, "e5": e5}
+            if "multilingual" in only:
+                notes.extend(ML.bench_retrieval(encoders, work, settings, row))
+            if "xsid" in only:
+                notes.extend(ML.bench_intents(encoders, work, row))
         if "http" in only:
             bench_http(work, embs, a.seconds)
         if "ingest" in only:

