@@ -198,9 +198,13 @@ class Engine:
         )
 
     @staticmethod
-    def query_language(q: SuggestQuery, text: str) -> str | None:
-        """The customer's language: the request's ``locale``, else detected from the text."""
-        return language_of_locale(q.locale) or detect(text)
+    def query_language(q: SuggestQuery, text: str, bundle: IndexBundle | None = None) -> str | None:
+        """The customer's language: the request's ``locale``, else the index's one language
+        (nothing to choose between, so no detection on the request path), else detected."""
+        lang = language_of_locale(q.locale)
+        if lang is None and bundle is not None and len(bundle.language_set) == 1:
+            return next(iter(bundle.language_set))
+        return lang or detect(text)
 
     @staticmethod
     def prefer_language(hits: list, lang: str | None, bundle: IndexBundle, threshold: float) -> list:
@@ -238,7 +242,7 @@ class Engine:
         text = q.text()
         encoding = encoding if encoding is not None else self.encode_query(text)
         pred, model = self.classify(text, encoding)
-        lang = self.query_language(q, text)
+        lang = self.query_language(q, text, bundle)
         extra = 5 if pred is not None and s.intent_boost > 0 else 0
         want = q.k + extra if len(bundle.language_set) < 2 else 4 * (q.k + extra)  # room for the language rule
         hits = self.rank(text, want, lang=lang, bundle=bundle, vector=encoding.embedding[0])

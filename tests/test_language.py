@@ -140,3 +140,25 @@ def test_the_customers_language_comes_first(bilingual):
 def test_another_language_only_when_nothing_in_the_customers_passes(bilingual):
     # no Indonesian article on refunds: the English one is shown to an Indonesian customer
     assert _ids(bilingual, description="tolong refund card payment saya", locale="id")[0] == "refund"
+
+
+def test_a_one_language_index_needs_no_detection(tmp_path, fake_embedder, monkeypatch):
+    from deflect.config import Settings
+    from deflect.engine import Engine, SuggestQuery
+    from deflect.kb_ingest.pipeline import ingest
+    from tests.conftest import small_kb
+
+    settings = Settings(home=tmp_path / "home", min_score=0.1)
+    ingest(small_kb(tmp_path), settings.home, fake_embedder)
+    engine = Engine(settings, fake_embedder)
+    bundle = engine.index.get()
+    assert bundle.language_set == {"en"}
+
+    def no_detection(text):
+        raise AssertionError("detect() ran on the request path")
+
+    monkeypatch.setattr("deflect.engine.detect", no_detection)
+    monkeypatch.setattr("deflect.models.language.detect", no_detection)
+    assert Engine.query_language(SuggestQuery(description="gimana reset password"), "x", bundle) == "en"
+    assert Engine.query_language(SuggestQuery(description="x", locale="id"), "x", bundle) == "id"
+    assert engine.suggest(SuggestQuery(description="I need to reset my password")).would_show[0].article_id == "pw"
