@@ -152,3 +152,60 @@ def bench_intents(encoders: dict, work: Path, row) -> list[str]:
                 f"LR on embeddings {lr.accuracy:.3f}; {len(train)} train / {len(test)} test, {len(keep)} intents",
             )
     return []
+
+
+# ---- HTTP with the multilingual encoder ----------------------------------------------------------
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def bench_http_e5(minilm, e5, work: Path, seconds: float, row, wait_ready, load) -> list[str]:
+    """Suggest over HTTP, index only, recording on: all-MiniLM-L6-v2 on the English demo (the
+    baseline, same run) and multilingual-e5-small on the demo in all four languages (one
+    index), bodies cycling through every language's demo queries. Prints the servers' memory."""
+    import os
+    import subprocess
+    import sys
+
+    homes = {"MiniLM, demo en": work / "http-minilm", "e5, demo in 4 languages": work / "http-e5"}
+    ingest(DEMO["demo en"][0], homes["MiniLM, demo en"], minilm)
+    ingest([kb for kb, _ in DEMO.values()], homes["e5, demo in 4 languages"], e5)
+    encoders = {"MiniLM, demo en": "all-MiniLM-L6-v2", "e5, demo in 4 languages": "multilingual-e5-small"}
+    bodies = {}
+    for name, sets in (("MiniLM, demo en", ["demo en"]), ("e5, demo in 4 languages", list(DEMO))):
+        qs = [q for s in sets for q in load_queries(DEMO[s][1])]
+        qs = [qs[i] for i in sorted(range(len(qs)), key=lambda i: (i * 7919) % len(qs))]  # languages interleaved
+        path = work / f"bodies-{encoders[name]}.jsonl"
+        path.write_text(
+            "".join(
+                json.dumps({"subject": q.subject, "description": q.description, "session_id": f"s{i}"}) + "\n"
+                for i, q in enumerate(qs)
+            )
+        )
+        bodies[name] = path
+    results, rss = {}, {}
+    for port, (name, home) in enumerate(homes.items(), start=8781):
+        for d in ("onnx", "encoders"):  # the exports and the rebuild made above
+            if (work / d).exists() and not (home / d).exists():
+                (home / d).symlink_to(work / d, target_is_directory=True)
+        env = {**os.environ, "DEFLECT_HOME": str(home), "DEFLECT_ENCODER": encoders[name], "HF_HUB_OFFLINE": "1"}
+        cmd = [sys.executable, "-m", "deflect.cli.main", "serve", "--port", str(port)]
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_ready(port, proc)
+            results[name] = {c: load(port, bodies[name], c, seconds) for c in (1, 8, 32)}
+            rss[name] = _rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    base = results["MiniLM, demo en"]
+    for name, res in results.items():
+        for c in (1, 8, 32):
+            o, b = res[c], base[c]
+            target = ">= 300 req/s" if c == 8 and name.startswith("e5") else ""
+            row("http e5", f"{name}, {c} clients", "req/s", o["rps"], f"MiniLM {b['rps']:.1f}", target)
+            row("http e5", f"{name}, {c} clients", "p99 ms", o["p99_ms"], f"MiniLM {b['p99_ms']:.1f}",
+                "<= 30" if c == 8 and name.startswith("e5") else "")  # fmt: skip
+        row("http e5", name, "RSS MB", rss[name], "server's resident memory after the load", "")
+    return ["http e5: index only (no intent model), recording on, wrk -t1 when installed; same cores as the servers"]

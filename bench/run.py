@@ -41,7 +41,7 @@ from deflect.models.vector_index import FaissIndex  # noqa: E402
 DEMO_KB = ROOT / "examples" / "helpcenter"
 DEMO_QUERIES = ROOT / "examples" / "demo_queries.csv"
 RESULTS = ROOT / "bench" / "results"
-ALL = {"stackfaq", "demo", "http", "ingest", "banking77", "widget", "multilingual", "xsid"}
+ALL = {"stackfaq", "demo", "http", "ingest", "banking77", "widget", "multilingual", "xsid", "http-e5"}
 rows: list[dict] = []
 notes: list[str] = []
 
@@ -466,7 +466,7 @@ def main() -> None:
             quality("demo", DEMO_KB, load_queries(DEMO_QUERIES), embs, work, settings)
         if "widget" in only:
             bench_widget()
-        if only & {"multilingual", "xsid"}:
+        if only & {"multilingual", "xsid", "http-e5"}:
             from bench import multilingual as ML
             from deflect.models.embedders.e5_rebuild import ensure_rebuilt
 
@@ -477,6 +477,8 @@ def main() -> None:
                 notes.extend(ML.bench_retrieval(encoders, work, settings, row))
             if "xsid" in only:
                 notes.extend(ML.bench_intents(encoders, work, row))
+            if "http-e5" in only:
+                notes.extend(ML.bench_http_e5(embs.int8, e5, work, a.seconds, row, _wait_ready, _load))
         if "http" in only:
             bench_http(work, embs, a.seconds)
         if "ingest" in only:
