@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,11 @@ class IndexBundle:
     article_end: np.ndarray
     languages: dict[str, str | None]  # article id -> its language (models/language.py), None: unknown
 
-    @property
-    def language_set(self) -> set[str]:
-        """The languages of the articles (unknown ones left out)."""
-        return {lang for lang in self.languages.values() if lang}
+    @cached_property
+    def language_set(self) -> frozenset[str]:
+        """The languages of the articles (unknown ones left out); computed once per bundle,
+        not on every request."""
+        return frozenset(lang for lang in self.languages.values() if lang)
 
     @property
     def version(self) -> str:
