@@ -27,6 +27,7 @@ import json
 import struct
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -231,11 +232,18 @@ def normalization_is_nfkc(c: Container) -> list[int]:
 
 def rebuilt_name(container: Path) -> str:
     """The directory name of a container's rebuild: the model name and a hash of the file,
-    so a new package version gets a new directory (and, with it, new fingerprints)."""
+    so a new package version gets a new directory (and, with it, new fingerprints). The
+    72 MB file is hashed once per process while its size and mtime stay the same."""
+    st = Path(container).stat()
+    return _hashed_name(str(Path(container).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _hashed_name(path: str, size: int, mtime_ns: int) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    with open(container, "rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return f"multilingual-e5-small-{h.hexdigest()[:12]}"
