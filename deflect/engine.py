@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deflect.config import Settings
+from deflect.config import EncoderDefaults, Settings, defaults_for
 from deflect.core.errors import BundleError, NotReadyError
 from deflect.experiment import CONTROL, assign_variant
 from deflect.models import bundle as B
@@ -158,16 +158,33 @@ class Engine:
         self._mapping = _read_mapping(settings.intent_articles) if settings.intent_articles else None
         self.tuning = TuningCache(settings.reload_interval)
 
+    @staticmethod
+    def encoder_defaults(bundle: IndexBundle) -> EncoderDefaults:
+        """The calibrated defaults of the encoder this index was built with."""
+        return defaults_for((bundle.manifest.get("embedder") or {}).get("name"))
+
     def min_score(self, bundle: IndexBundle, intent: str | None = None) -> float:
         """The suggestion threshold: ``deflect tune``'s for this index (per intent when tuned
-        so), else ``DEFLECT_MIN_SCORE``."""
+        so), else ``DEFLECT_MIN_SCORE``, else the index's encoder's calibrated default."""
         tuned = self.tuning.get(bundle.path)
         if tuned is None:
-            return self.settings.min_score
+            if self.settings.min_score is not None:
+                return self.settings.min_score
+            return self.encoder_defaults(bundle).min_score
         per = tuned.get("per_intent") or {}
         if intent is not None and isinstance(per.get(intent), dict):
             return float(per[intent]["threshold"])
         return float(tuned["threshold"])
+
+    def fusion_alpha(self, bundle: IndexBundle) -> float:
+        """The convex-fusion weight of the dense score: ``deflect tune``'s for this index,
+        else ``DEFLECT_FUSION_ALPHA``, else the index's encoder's calibrated default."""
+        tuned = self.tuning.get(bundle.path)
+        if tuned is not None and isinstance(tuned.get("fusion_alpha"), (int, float)):
+            return float(tuned["fusion_alpha"])
+        if self.settings.fusion_alpha is not None:
+            return self.settings.fusion_alpha
+        return self.encoder_defaults(bundle).fusion_alpha
 
     def _load_model(self, version: str) -> LoadedModel:
         return load_model(Path(self.settings.home), version, self.embedder)
@@ -178,10 +195,18 @@ class Engine:
         return encode_queries(self.embedder, [text], self.model.get_optional())
 
     def rank(
-        self, text: str, k: int, *, lang: str | None = None, bundle: IndexBundle | None = None, vector=None
+        self,
+        text: str,
+        k: int,
+        *,
+        lang: str | None = None,
+        bundle: IndexBundle | None = None,
+        vector=None,
+        alpha: float | None = None,
     ) -> list:
         """Ranked article hits for ``text`` (in language ``lang``, None: detected) with the
-        configured fusion, every language together (no abstention)."""
+        configured fusion (``alpha``: another convex weight than :meth:`fusion_alpha`),
+        every language together (no abstention)."""
         s = self.settings
         bundle = bundle or self.index.get()
         qv = vector if vector is not None else self.encode_query(text).embedding[0]
@@ -191,7 +216,7 @@ class Engine:
             qv,
             k,
             mode=s.fusion,
-            alpha=s.fusion_alpha,
+            alpha=self.fusion_alpha(bundle) if alpha is None else alpha,
             title_weight=s.title_weight,
             candidates=s.candidates,
             lang=lang,
@@ -230,11 +255,14 @@ class Engine:
             return None, None
         return model.predict([text], encoding)[0], model
 
-    def suggest(self, q: SuggestQuery, *, encoding: QueryEncoding | None = None) -> SuggestResult:
+    def suggest(
+        self, q: SuggestQuery, *, encoding: QueryEncoding | None = None, alpha: float | None = None
+    ) -> SuggestResult:
         """Suggestions for what the customer typed, or an abstention with its reason.
 
         ``encoding`` is the query's :meth:`encode_query` when the caller made it already
-        (the API does, off the event loop).
+        (the API does, off the event loop). ``alpha`` overrides the fusion weight (``deflect
+        tune`` tries several).
         """
         t0 = time.perf_counter()
         s = self.settings
@@ -245,7 +273,7 @@ class Engine:
         lang = self.query_language(q, text, bundle)
         extra = 5 if pred is not None and s.intent_boost > 0 else 0
         want = q.k + extra if len(bundle.language_set) < 2 else 4 * (q.k + extra)  # room for the language rule
-        hits = self.rank(text, want, lang=lang, bundle=bundle, vector=encoding.embedding[0])
+        hits = self.rank(text, want, lang=lang, bundle=bundle, vector=encoding.embedding[0], alpha=alpha)
         if pred is not None and extra and not pred.out_of_scope:
             linked = set(self.linked_articles(model, pred.label))
             for h in hits:

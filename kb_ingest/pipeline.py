@@ -13,7 +13,7 @@ from deflect.core.errors import BundleError, IngestError, NotReadyError
 from deflect.kb_ingest.chunking import chunk_sections
 from deflect.kb_ingest.sources import Parsed, Skipped, read_source
 from deflect.models.documents import Article, Chunk
-from deflect.models.index_bundle import IndexBundle, load_current, write_index_bundle
+from deflect.models.index_bundle import IndexBundle, article_language, load_current, write_index_bundle
 
 
 @dataclass
@@ -30,6 +30,8 @@ class IngestSummary:
     chunks: int = 0
     embedded_chunks: int = 0
     seconds: float = 0.0
+    encoder: str | None = None
+    languages: dict[str, int] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -47,6 +49,8 @@ class IngestSummary:
             "chunks": self.chunks,
             "embedded_chunks": self.embedded_chunks,
             "seconds": round(self.seconds, 3),
+            "encoder": self.encoder,
+            "languages": self.languages,
         }
 
 
@@ -76,6 +80,10 @@ def ingest(
     """Ingest ``source`` (one source, or several that together form one index: a Markdown
     folder and a CSV FAQ, one folder per language, ...) into ``home`` and make the new
     index current. An id found in two sources is kept where it is first seen.
+
+    ``embedder`` is the encoder, or a function that picks one from the set of the articles'
+    languages (None: not detected), called once the sources are read: that is how
+    ``encoder=auto`` chooses per knowledge base.
 
     Unchanged articles (same content hash) reuse their chunks and vectors from the current
     bundle; deleted ones are dropped. Records that cannot be read are skipped and reported.
@@ -108,6 +116,13 @@ def ingest(
             "the current index is unchanged"
         )
 
+    langs = [article_language(r.article) for r in parsed]
+    for lang in langs:
+        key = lang or "unknown"
+        summary.languages[key] = summary.languages.get(key, 0) + 1
+    if not hasattr(embedder, "encode"):  # a chooser: the knowledge base's languages decide
+        embedder = embedder(frozenset(langs))
+    summary.encoder = embedder.name
     prev = None if full else _previous(home, embedder, chunking)
     summary.previous_version = prev.version if prev else None
     prev_chunks: dict[str, list[int]] = {}

@@ -124,7 +124,8 @@ def check_embedder(manifest: dict, embedder, where: Path) -> None:
             f"{where} was built with embedder {built.get('name')!r} (fingerprint {built.get('fingerprint')}, "
             f"dimension {built.get('dimension')}) but the configured embedder is {embedder.name!r} "
             f"(fingerprint {embedder.fingerprint}, dimension {embedder.dimension}); "
-            "re-run `deflect ingest` with this embedder or point DEFLECT_MODEL_PATH at the original model"
+            "re-run `deflect ingest` with this embedder or point DEFLECT_MODEL_PATH at the original model "
+            "(a running server keeps the encoder it started with: restart it to serve this bundle)"
         )
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{where} has format version {manifest.get('format_version')}, expected {FORMAT_VERSION}")

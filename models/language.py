@@ -74,6 +74,14 @@ def detect(text: str) -> str | None:
     return lang if prob >= MIN_CONFIDENCE else None
 
 
+def languages_of(texts, *, sample: int = 500) -> frozenset[str | None]:
+    """The languages found in ``texts`` (an evenly spaced sample of at most ``sample``), for
+    choosing an encoder; None stands for texts whose language cannot be told."""
+    texts = list(texts)
+    step = max(1, len(texts) // sample)
+    return frozenset(detect(t) for t in texts[::step])
+
+
 @lru_cache(maxsize=1)
 def _converter():
     import opencc

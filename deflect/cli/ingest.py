@@ -30,11 +30,10 @@ def ingest_cmd(
     from deflect.models.embedders import load_embedder
 
     settings = settings_for(home)
-    embedder = load_embedder(settings, purpose="ingest")
     summary = ingest(
         sources,
         settings.home,
-        embedder,
+        lambda languages: load_embedder(settings, purpose="ingest", languages=languages),
         fmt=fmt,
         chunk_tokens=settings.chunk_tokens,
         chunk_overlap=settings.chunk_overlap,
@@ -45,6 +44,8 @@ def ingest_cmd(
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
         return
+    langs = ", ".join(f"{n} {lang}" for lang, n in sorted(summary.languages.items(), key=lambda x: -x[1]))
+    typer.echo(f"articles by language: {langs}; encoder {summary.encoder}")
     typer.echo(
         f"added {len(summary.added)}, updated {len(summary.updated)}, unchanged {len(summary.unchanged)}, "
         f"removed {len(summary.removed)}, skipped {len(summary.skipped)}"

@@ -64,13 +64,17 @@ def train_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train an intent model from labeled texts, validate it, and write a new model bundle."""
+    from deflect.config import current_index_encoder
     from deflect.models.embedders import load_embedder
     from deflect.models.labeled import load_labeled_files
+    from deflect.models.language import languages_of
     from deflect.models.training import TrainOptions, train
 
     settings = settings_for(home)
     rows = load_labeled_files(data, text_col, label_col)
-    embedder = load_embedder(settings, purpose="train")
+    # auto: the current index's encoder (one encoder pass per request), else the texts' languages
+    languages = None if current_index_encoder(settings.home) else languages_of(rows.texts)
+    embedder = load_embedder(settings, purpose="train", languages=languages)
     res = train(
         rows,
         settings.home,

@@ -22,7 +22,7 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def load_embedder(settings, *, purpose: str = "query") -> Embedder:
+def load_embedder(settings, *, purpose: str = "query", languages=None) -> Embedder:
     """The embedder the settings ask for, for one of three purposes.
 
     * ``"query"``: the serving encoder, the ONNX export by default; one single-threaded
@@ -33,13 +33,16 @@ def load_embedder(settings, *, purpose: str = "query") -> Embedder:
       native bf16 (measured 2.6x the fp32 encode, cosine 0.99998 to fp32), else the ONNX
       export with one batch per core.
 
+    ``languages``: the knowledge base's article languages, for an ingest with
+    ``encoder="auto"`` (see :meth:`~deflect.config.Settings.chosen_encoder`).
+
     All paths run the same weights, so indexes, models and queries share one fingerprint.
     Raises :class:`ValueError` for another purpose and :class:`~deflect.core.errors.ConfigError`
     when the model directory is missing.
     """
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
-    path = settings.resolved_model_path()
+    path = settings.resolved_model_path(languages)
     bulk = purpose != "query"
     cores = os.cpu_count() or 1
     choice = settings.ingest_encoder if purpose == "ingest" else settings.encoder_backend
