@@ -37,12 +37,18 @@ class Answer:
 
 
 def engine_answers(
-    engine, queries: Sequence[LabeledQuery], *, k: int = 10, encoding: QueryEncoding | None = None
+    engine,
+    queries: Sequence[LabeledQuery],
+    *,
+    k: int = 10,
+    encoding: QueryEncoding | None = None,
+    alpha: float | None = None,
 ) -> list[Answer]:
     """Run every query through ``engine`` (index, intent model, boost and abstention rules).
 
     ``encoding``: the queries' :func:`~deflect.models.encoding.encode_queries` when the caller
-    made it already (for the engine's current intent model)."""
+    made it already (for the engine's current intent model). ``alpha``: another convex
+    fusion weight than the engine's."""
     from deflect.engine import SuggestQuery
 
     texts = [q.text for q in queries]
@@ -50,7 +56,9 @@ def engine_answers(
         encoding = encode_queries(engine.embedder, texts, engine.model.get_optional(), batch_size=32)
     out = []
     for i, q in enumerate(queries):
-        r = engine.suggest(SuggestQuery(subject=q.subject, description=q.description, k=k), encoding=encoding.row(i))
+        r = engine.suggest(
+            SuggestQuery(subject=q.subject, description=q.description, k=k), encoding=encoding.row(i), alpha=alpha
+        )
         blocked = r.reason if r.abstained and r.reason != "low_confidence" else None
         out.append(
             Answer(
@@ -173,7 +181,7 @@ def evaluate_retrieval(
             engine.embedder,
             texts,
             mode=mode,
-            alpha=s.fusion_alpha,
+            alpha=engine.fusion_alpha(bundle),
             title_weight=s.title_weight,
             candidates=s.candidates,
             k=10,
@@ -213,7 +221,7 @@ def evaluate_retrieval(
         k=k,
         index_version=bundle.version,
         model_version=model.version if model is not None else None,
-        current_threshold=s.min_score,
+        current_threshold=engine.min_score(bundle),
         systems=figures,
     )
 
@@ -404,6 +412,63 @@ def tune_thresholds(
         own,
         PrecisionCoverage(correct / shown if shown else math.nan, shown / len(answers)),
     )
+
+
+#: convex-fusion weights of the dense score that ``deflect tune`` tries; 0 is lexical alone
+ALPHA_GRID = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+@dataclass(frozen=True)
+class AlphaFigures:
+    """One fusion weight on the tuning queries: Recall@1 of the answerable queries, and
+    the coverage reached at the target precision (0 when it is not reached)."""
+
+    alpha: float
+    recall_at_1: float
+    coverage: float
+    threshold: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FusionTuning:
+    """The fusion weight ``deflect tune`` chose, and every weight it tried."""
+
+    alpha: float
+    tried: list[AlphaFigures]
+
+    def to_dict(self) -> dict:
+        return {"fusion_alpha": self.alpha, "fusion_tried": [t.to_dict() for t in self.tried]}
+
+
+def choose_alpha(
+    per_alpha: dict[float, Sequence[Answer]],
+    relevant: Sequence[frozenset[str]],
+    target_precision: float,
+    *,
+    current: float,
+) -> FusionTuning:
+    """The fusion weight for a knowledge base, from its answers at each weight.
+
+    Only weights whose Recall@1 is not below lexical alone's (weight 0, which must be among
+    them) are eligible, so a knowledge base where lexical matching wins never ends up ranking
+    worse than lexical alone. Among those, the one reaching ``target_precision`` with the
+    most coverage wins; then the higher Recall@1; then the weight closest to ``current``."""
+    if 0.0 not in per_alpha:
+        raise ValueError("the weights tried must include 0 (lexical alone)")
+    answerable = [i for i, r in enumerate(relevant) if r]
+    tried = []
+    for alpha, answers in sorted(per_alpha.items()):
+        hits = sum(bool(answers[i].ranked) and answers[i].ranked[0] in relevant[i] for i in answerable)
+        r1 = hits / len(answerable) if answerable else 0.0
+        best = threshold_for_precision(curve_of(answers, relevant), target_precision)
+        tried.append(AlphaFigures(alpha, r1, best.coverage if best else 0.0, best.threshold if best else None))
+    floor = next(t.recall_at_1 for t in tried if t.alpha == 0.0)
+    eligible = [t for t in tried if t.recall_at_1 >= floor - 1e-12]
+    pick = max(eligible, key=lambda t: (round(t.coverage, 9), round(t.recall_at_1, 9), -abs(t.alpha - current)))
+    return FusionTuning(pick.alpha, tried)
 
 
 def flatten(d, prefix: str = "") -> dict[str, float]:

@@ -184,6 +184,14 @@ def test_tune_writes_thresholds_the_engine_uses(trained_home):
     tuning = json.loads((B.bundle_path(trained_home, "index", bundle.version) / "tuning.json").read_text())
     assert tuning["target_precision"] == 0.95 and tuning["expected"]["precision"] >= 0.95
     assert engine.min_score(bundle) == tuning["threshold"] != before  # the running engine picked it up
+    # the fusion weight was chosen too, never ranking worse than lexical alone
+    from deflect.eval.offline import ALPHA_GRID
+
+    tried = {t["alpha"]: t for t in tuning["fusion_tried"]}
+    assert sorted(tried) == sorted(ALPHA_GRID) and tuning["fusion_alpha"] in tried
+    assert tried[tuning["fusion_alpha"]]["recall_at_1"] >= tried[0.0]["recall_at_1"]
+    assert engine.fusion_alpha(bundle) == tuning["fusion_alpha"]
+    assert "fusion weight" in r.output and "<- chosen" in r.output
     for intent, d in tuning["per_intent"].items():
         assert engine.min_score(bundle, intent) == d["threshold"]
     r = runner.invoke(

@@ -57,7 +57,7 @@ def engine_for(home: Path | None, kb: str | None, index: str | None):
         summary = ingest(
             kb,
             tmp.root,
-            load_embedder(tsettings, purpose="ingest"),
+            lambda languages: load_embedder(tsettings, purpose="ingest", languages=languages),
             chunk_tokens=settings.chunk_tokens,
             chunk_overlap=settings.chunk_overlap,
             ann_threshold=settings.ann_threshold,
@@ -149,12 +149,16 @@ def eval_intent(
     from deflect.eval.intent_eval import evaluate_intents
     from deflect.eval.render import INTENT_FIGURES, intent_html
     from deflect.models.embedders import load_embedder
+    from deflect.models.labeled import load_labeled_texts
+    from deflect.models.language import languages_of
 
     settings = settings_for(home)
+    # auto: the encoder for the training texts' languages (no index is involved here)
+    languages = languages_of(load_labeled_texts(train_file, text_col=text_col, label_col=label_col).texts)
     rep = evaluate_intents(
         train_file,
         test_file,
-        load_embedder(settings, purpose="train"),
+        load_embedder(settings, purpose="train", languages=languages),
         text_col=text_col,
         label_col=label_col,
         oos_label=oos_label,
@@ -258,13 +262,18 @@ def tune_cmd(
     min_queries: Annotated[
         int, typer.Option("--min-queries", min=5, help="Queries an intent needs (--per-intent).")
     ] = 20,
+    keep_fusion: Annotated[
+        bool, typer.Option("--keep-fusion", help="Tune the threshold only; keep the current fusion weight.")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Write without asking.")] = False,
     reset: Annotated[bool, typer.Option("--reset", help="Remove the tuning of the current index.")] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Choose the suggestion threshold from labeled queries and write it into the current index."""
+    """Choose the fusion weight and the suggestion threshold from labeled queries and write them
+    into the current index."""
     from deflect.engine import Engine
-    from deflect.eval.offline import engine_answers, tune_thresholds
+    from deflect.eval.offline import ALPHA_GRID, choose_alpha, engine_answers, tune_thresholds
+    from deflect.models.encoding import encode_queries
     from deflect.tuning import read_tuning, remove_tuning, write_tuning
 
     engine = Engine(settings_for(home))
@@ -275,12 +284,27 @@ def tune_cmd(
         return
     qs, rel = _load_queries(queries)
     tuned_before = read_tuning(bundle.path)
-    answers = engine_answers(engine, qs)
+    encoding = encode_queries(engine.embedder, [q.text for q in qs], engine.model.get_optional(), batch_size=32)
+    current_alpha = engine.fusion_alpha(bundle)
+    fusion = None
+    if not keep_fusion and engine.settings.fusion == "convex":
+        per_alpha = {a: engine_answers(engine, qs, encoding=encoding, alpha=a) for a in ALPHA_GRID}
+        fusion = choose_alpha(per_alpha, rel, target_precision, current=current_alpha)
+        typer.echo(f"{'fusion weight':>14} {'Recall@1':>9} {'coverage at target':>19}")
+        for t in fusion.tried:
+            mark = "  <- chosen" if t.alpha == fusion.alpha else ""
+            name = f"{t.alpha:.1f}" + (" (lexical)" if t.alpha == 0 else "")
+            typer.echo(f"{name:>14} {t.recall_at_1:>9.3f} {t.coverage:>19.3f}{mark}")
+        answers = per_alpha[fusion.alpha]
+    else:
+        answers = engine_answers(engine, qs, encoding=encoding)
     res = tune_thresholds(answers, rel, target_precision, per_intent=per_intent, min_queries=min_queries)
     if res.threshold is None:
         typer.secho(f"no threshold reaches precision {target_precision} on these queries; nothing written", fg="red")
         raise SystemExit(1)
     exp = res.expected
+    if fusion is not None:
+        typer.echo(f"index {bundle.version}: fusion weight {fusion.alpha:g} (now {current_alpha:g})")
     typer.echo(
         f"index {bundle.version}: threshold {res.threshold:.4f} -> precision {exp.precision:.3f}, "
         f"coverage {exp.coverage:.3f} on {len(qs)} queries"
@@ -301,5 +325,8 @@ def tune_cmd(
     if not yes and not typer.confirm(f"write this into index {bundle.version}?", default=False):
         typer.echo("nothing written")
         return
-    path = write_tuning(bundle.path, {**res.to_dict(), "queries": str(queries)})
+    body = {**res.to_dict(), **(fusion.to_dict() if fusion else {}), "queries": str(queries)}
+    if fusion is None and tuned_before and "fusion_alpha" in tuned_before:
+        body["fusion_alpha"] = tuned_before["fusion_alpha"]  # --keep-fusion keeps a tuned weight
+    path = write_tuning(bundle.path, body)
     typer.echo(f"wrote {path}; the server uses it within {engine.settings.reload_interval:g}s")
