@@ -209,3 +209,66 @@ def bench_http_e5(minilm, e5, work: Path, seconds: float, row, wait_ready, load)
                 "<= 30" if c == 8 and name.startswith("e5") else "")  # fmt: skip
         row("http e5", name, "RSS MB", rss[name], "server's resident memory after the load", "")
     return ["http e5: index only (no intent model), recording on, wrk -t1 when installed; same cores as the servers"]
+
+
+# ---- threshold calibration: the intents examples -------------------------------------------------
+INTENT_FILES = {
+    "en": ROOT / "examples" / "intents.csv",
+    "zh-tw": ROOT / "examples" / "zh-tw" / "intents.csv",
+    "zh-cn": ROOT / "examples" / "zh-cn" / "intents.csv",
+    "id": ROOT / "examples" / "id" / "intents.csv",
+}
+
+
+def balanced_threshold(answerable: list[float], unanswerable: list[float]) -> tuple[float, float]:
+    """The threshold where the share of unanswerable texts shown equals the share of
+    answerable ones withheld (the equal-error point), and that share."""
+    cands = sorted(set(answerable) | set(unanswerable))
+    best = (float("inf"), 0.0, 0.0)
+    for t in cands:
+        withheld = sum(s < t for s in answerable) / len(answerable)
+        shown = sum(s >= t for s in unanswerable) / len(unanswerable)
+        gap = abs(withheld - shown)
+        if gap < best[0]:
+            best = (gap, t, (withheld + shown) / 2)
+    return best[1], best[2]
+
+
+def calibration(encoders: dict, work: Path, settings, row) -> list[str]:
+    """Each encoder's balanced abstention threshold (convex fusion at its default weight),
+    measured on the intents examples (not on the demo queries the retrieval rows report):
+    rows linked to an article are answerable, ``out_of_scope`` rows are not. The English
+    encoder on the English help center; multilingual-e5-small on all four languages together,
+    as ``make run`` serves them."""
+    from deflect.config import ENCODER_DEFAULTS
+
+    kbs = {"MiniLM": [DEMO["demo en"][0]], "e5": [kb for kb, _ in DEMO.values()]}
+    langs = {"MiniLM": ["en"], "e5": list(INTENT_FILES)}
+    full = {"MiniLM": "all-MiniLM-L6-v2", "e5": "multilingual-e5-small"}
+    notes = []
+    for enc_name, emb in encoders.items():
+        home = work / f"calib-{enc_name}"
+        ingest(kbs[enc_name], home, emb, chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap)
+        bundle = load_current(home, emb)
+        alpha = ENCODER_DEFAULTS[full[enc_name]].fusion_alpha
+        ans: list[float] = []
+        una: list[float] = []
+        for lang in langs[enc_name]:
+            with open(INTENT_FILES[lang], encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+            texts = [r["text"] for r in rows]
+            r = rank_queries(bundle, emb, texts, mode="convex", alpha=alpha, title_weight=settings.title_weight, k=1)
+            for rec, top in zip(rows, r.top_scores, strict=True):
+                s = top if top is not None else 0.0
+                (una if rec["label"] == "out_of_scope" else ans).append(s)
+        t, err = balanced_threshold(ans, una)
+        row(
+            "calibration",
+            f"{enc_name}, convex {alpha}",
+            "balanced threshold",
+            round(t, 4),
+            f"default {ENCODER_DEFAULTS[full[enc_name]].min_score}",
+        )
+        row("calibration", f"{enc_name}, convex {alpha}", "error share at it", err)
+        notes.append(f"calibration {enc_name}: {len(ans)} answerable and {len(una)} out-of-scope intents examples")
+    return notes

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.datasets import missing, stackfaq  # noqa: E402
-from deflect.config import Settings, default_model_path  # noqa: E402
+from deflect.config import MINILM, Settings, default_model_path, defaults_for  # noqa: E402
 from deflect.eval.metrics import abstention, precision_coverage  # noqa: E402
 from deflect.eval.queries import load_queries  # noqa: E402
 from deflect.eval.retrieval import rank_queries, retrieval_metrics  # noqa: E402
@@ -41,7 +41,7 @@ from deflect.models.vector_index import FaissIndex  # noqa: E402
 DEMO_KB = ROOT / "examples" / "helpcenter"
 DEMO_QUERIES = ROOT / "examples" / "demo_queries.csv"
 RESULTS = ROOT / "bench" / "results"
-ALL = {"stackfaq", "demo", "http", "ingest", "banking77", "widget", "multilingual", "xsid", "http-e5"}
+ALL = {"stackfaq", "demo", "http", "ingest", "banking77", "widget", "multilingual", "xsid", "http-e5", "calibrate"}
 rows: list[dict] = []
 notes: list[str] = []
 
@@ -81,6 +81,7 @@ def quality(name: str, kb, queries, embs: Embedders, work: Path, settings: Setti
     """Lexical, dense (PyTorch / ONNX fp32 / ONNX int8) and the default fusion on one data set."""
     texts = [q.text for q in queries]
     rel = [q.relevant for q in queries]
+    defaults = defaults_for(MINILM)
     results = {}
     for label, emb in (("torch", embs.torch), ("fp32", embs.fp32), ("int8", embs.int8)):
         home = work / f"{name}-{label}"
@@ -102,7 +103,7 @@ def quality(name: str, kb, queries, embs: Embedders, work: Path, settings: Setti
         embs.int8,
         texts,
         mode=settings.fusion,
-        alpha=settings.fusion_alpha,
+        alpha=defaults.fusion_alpha,
         title_weight=settings.title_weight,
         candidates=settings.candidates,
         vectors=vecs,
@@ -122,11 +123,11 @@ def quality(name: str, kb, queries, embs: Embedders, work: Path, settings: Setti
     )
     if any(not q.answerable for q in queries):
         r = results["default: convex fusion"]
-        a = abstention(r.top_scores, rel, settings.min_score)
-        row(name, "default, abstention", "precision", a.precision, f"threshold {settings.min_score}")
+        a = abstention(r.top_scores, rel, defaults.min_score)
+        row(name, "default, abstention", "precision", a.precision, f"threshold {defaults.min_score}")
         row(name, "default, abstention", "recall", a.recall, "of queries no article answers")
         row(name, "default, abstention", "answerable abst.", a.answerable_abstained, "share of answerable abstained")
-        pts = precision_coverage([i[0] if i else None for i in r.ids], r.top_scores, rel, [settings.min_score])
+        pts = precision_coverage([i[0] if i else None for i in r.ids], r.top_scores, rel, [defaults.min_score])
         row(name, "default, shown", "precision@1", pts[0].precision, f"coverage {pts[0].coverage:.3f}")
 
 
@@ -466,7 +467,7 @@ def main() -> None:
             quality("demo", DEMO_KB, load_queries(DEMO_QUERIES), embs, work, settings)
         if "widget" in only:
             bench_widget()
-        if only & {"multilingual", "xsid", "http-e5"}:
+        if only & {"multilingual", "xsid", "http-e5", "calibrate"}:
             from bench import multilingual as ML
             from deflect.models.embedders.e5_rebuild import ensure_rebuilt
 
@@ -475,6 +476,8 @@ def main() -> None:
             encoders = {"MiniLM": embs.int8, "e5": e5}
             if "multilingual" in only:
                 notes.extend(ML.bench_retrieval(encoders, work, settings, row))
+            if "calibrate" in only:
+                notes.extend(ML.calibration(encoders, work, settings, row))
             if "xsid" in only:
                 notes.extend(ML.bench_intents(encoders, work, row))
             if "http-e5" in only:
