@@ -24,9 +24,15 @@ $(STAMP): pyproject.toml
 DEMO_ENV := DEFLECT_HOME=$(HOME_DIR) DEFLECT_NEVER_DEFLECT=account_compromised,billing_dispute \
 	DEFLECT_INTENT_ARTICLES=examples/intent_articles.json
 
+# the demo in English, Traditional Chinese, Simplified Chinese and Indonesian: one index (the
+# encoder is chosen from the articles' languages) and one intent model
+LANGS   := zh-tw zh-cn id
+DEMO_KB := examples/helpcenter $(foreach l,$(LANGS),examples/$(l)/helpcenter)
+DEMO_INTENTS := examples/intents.csv $(foreach l,$(LANGS),examples/$(l)/intents.csv)
+
 demo: install
-	$(DEMO_ENV) $(BIN)/deflect ingest examples/helpcenter
-	$(DEMO_ENV) $(BIN)/deflect train examples/intents.csv --oos-label out_of_scope --promote
+	$(DEMO_ENV) $(BIN)/deflect ingest $(DEMO_KB)
+	$(DEMO_ENV) $(BIN)/deflect train $(DEMO_INTENTS) --oos-label out_of_scope --promote
 
 run: demo
 	$(DEMO_ENV) $(BIN)/deflect serve --host 127.0.0.1 --port 8000
@@ -34,7 +40,9 @@ run: demo
 test: install
 	$(BIN)/python -m pytest -q
 
+# wrk (Debian's) drives the HTTP benchmarks; without it they fall back to bench/loadgen.py
 bench: install
+	command -v wrk >/dev/null 2>&1 || (apt-get install -y -q wrk >/dev/null 2>&1) || echo "bench: wrk not installed"
 	$(BIN)/python -m bench.run
 
 lint: install

@@ -51,9 +51,17 @@ def encoder_for_languages(languages) -> str:
     return MINILM if set(languages) <= {"en", None} else E5
 
 
+def packaged_encoder(recorded_name: str | None) -> str | None:
+    """The packaged encoder a bundle's recorded embedder name stands for
+    (``intfloat/multilingual-e5-small`` -> ``multilingual-e5-small``), else None."""
+    short = (recorded_name or "").rstrip("/").rsplit("/", 1)[-1]
+    return short if short in ENCODERS else None
+
+
 def defaults_for(encoder_name: str | None) -> EncoderDefaults:
-    """The calibrated defaults of an encoder (MiniLM's for one this project did not calibrate)."""
-    return ENCODER_DEFAULTS.get(encoder_name or "", ENCODER_DEFAULTS[MINILM])
+    """The calibrated defaults of an encoder, by its short or recorded name (MiniLM's for one
+    this project did not calibrate)."""
+    return ENCODER_DEFAULTS[packaged_encoder(encoder_name) or MINILM]
 
 
 class Settings(BaseSettings):
@@ -161,8 +169,7 @@ class Settings(BaseSettings):
             return self.encoder
         if languages is not None:
             return encoder_for_languages(languages)
-        recorded = current_index_encoder(self.home)
-        return recorded if recorded in ENCODERS else MINILM
+        return packaged_encoder(current_index_encoder(self.home)) or MINILM
 
     def resolved_model_path(self, languages=None) -> str:
         """The model directory actually used: ``model_path``, else the packaged encoder's

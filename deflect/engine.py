@@ -22,7 +22,7 @@ from deflect.models.embedders.protocol import Embedder
 from deflect.models.encoding import QueryEncoding, encode_queries
 from deflect.models.index_bundle import IndexBundle
 from deflect.models.intent import IntentPrediction
-from deflect.models.language import detect, language_of_locale
+from deflect.models.language import detect, language_of_locale, warm_up
 from deflect.models.registry import LoadedModel, load_model
 from deflect.models.retrieval import rank_articles
 from deflect.tuning import TuningCache
@@ -150,13 +150,18 @@ class Engine:
         self.index = BundleHolder(
             home,
             "index",
-            lambda v: IndexBundle.load(B.bundle_path(home, "index", v), self.embedder),
+            self._load_index,
             interval=settings.reload_interval,
             missing=f"no index in {home}: run `deflect ingest SOURCE` first",
         )
         self.model = BundleHolder(home, "model", self._load_model, interval=settings.reload_interval)
         self._mapping = _read_mapping(settings.intent_articles) if settings.intent_articles else None
         self.tuning = TuningCache(settings.reload_interval)
+
+    def _load_index(self, version: str) -> IndexBundle:
+        bundle = IndexBundle.load(B.bundle_path(Path(self.settings.home), "index", version), self.embedder)
+        warm_up(bundle.language_set)
+        return bundle
 
     @staticmethod
     def encoder_defaults(bundle: IndexBundle) -> EncoderDefaults:

@@ -74,6 +74,16 @@ def detect(text: str) -> str | None:
     return lang if prob >= MIN_CONFIDENCE else None
 
 
+def warm_up(languages) -> None:
+    """Load what analysing and detecting ``languages`` needs (jieba's dictionary, OpenCC,
+    the language identifier) now, so the first customer does not wait for it (0.2-0.8 s)."""
+    languages = set(languages)
+    if "zh" in languages:
+        analyze("預熱 warm-up 测试", "zh")
+    if len(languages) > 1:
+        detect("warm up the language identifier")
+
+
 def languages_of(texts, *, sample: int = 500) -> frozenset[str | None]:
     """The languages found in ``texts`` (an evenly spaced sample of at most ``sample``), for
     choosing an encoder; None stands for texts whose language cannot be told."""

@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 from conftest import KEYWORDS, small_kb, write_kb
 
-from deflect.config import E5, ENCODER_DEFAULTS, MINILM, Settings, defaults_for, encoder_for_languages
+from deflect.config import (
+    E5,
+    ENCODER_DEFAULTS,
+    MINILM,
+    Settings,
+    defaults_for,
+    encoder_for_languages,
+    packaged_encoder,
+)
 from deflect.engine import Engine, SuggestQuery
 from deflect.eval.offline import Answer, choose_alpha
 from deflect.kb_ingest.pipeline import ingest
@@ -40,25 +48,38 @@ def test_ingest_asks_the_chooser_with_the_articles_languages(tmp_path):
 
     def chooser(languages):
         seen.append(languages)
-        return KeywordEmbedder(KEYWORDS, name=encoder_for_languages(languages))
+        return KeywordEmbedder(KEYWORDS, name=RECORDED[encoder_for_languages(languages)])
 
     summary = ingest(kb, tmp_path / "home", chooser)
     assert seen == [frozenset({"en", "zh"})]
-    assert summary.encoder == E5 and summary.languages == {"en": 1, "zh": 1}
+    assert summary.encoder == RECORDED[E5] and summary.languages == {"en": 1, "zh": 1}
+
+
+#: the names bundles record for the packaged encoders (their model directories' own)
+RECORDED = {MINILM: "sentence-transformers/all-MiniLM-L6-v2", E5: "intfloat/multilingual-e5-small"}
+
+
+def test_the_packaged_encoders_record_the_names_the_choice_reads(e5_model_dir):
+    from deflect.models.embedders.files import model_name, packaged_minilm_path
+
+    assert model_name(packaged_minilm_path()) == RECORDED[MINILM]
+    assert model_name(e5_model_dir) == RECORDED[E5]
+    assert packaged_encoder(RECORDED[E5]) == E5 and packaged_encoder(RECORDED[MINILM]) == MINILM
+    assert packaged_encoder("someone/else") is None and packaged_encoder(None) is None
 
 
 def test_serving_and_training_follow_the_current_indexs_encoder(tmp_path):
     home = tmp_path / "home"
-    ingest(small_kb(tmp_path), home, KeywordEmbedder(KEYWORDS, name=E5))
+    ingest(small_kb(tmp_path), home, KeywordEmbedder(KEYWORDS, name=RECORDED[E5]))
     assert Settings(home=home).chosen_encoder() == E5  # auto, and the index was built with e5
-    ingest(small_kb(tmp_path), home, KeywordEmbedder(KEYWORDS, name=MINILM), full=True)
+    ingest(small_kb(tmp_path), home, KeywordEmbedder(KEYWORDS, name=RECORDED[MINILM]), full=True)
     assert Settings(home=home).chosen_encoder() == MINILM
 
 
 @pytest.mark.parametrize("name", [MINILM, E5])
 def test_the_threshold_and_weight_default_to_the_indexs_encoder(tmp_path, name):
     home = tmp_path / "home"
-    emb = KeywordEmbedder(KEYWORDS, name=name)
+    emb = KeywordEmbedder(KEYWORDS, name=RECORDED[name])
     ingest(small_kb(tmp_path), home, emb)
     engine = Engine(Settings(home=home, reload_interval=0.0), emb)
     bundle = engine.index.get()
