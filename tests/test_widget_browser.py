@@ -310,3 +310,262 @@ def test_widget_script_is_served_with_caching_headers(api):
         httpx.get(api.url + "/widget/deflect-widget.js", headers={"If-None-Match": r.headers["etag"]}).status_code
         == 304
     )
+
+
+# --- languages -------------------------------------------------------------------------------
+
+#: the widget's texts, written out here so that a changed translation is a deliberate change
+WIDGET_TEXTS = {
+    "en": {
+        "heading": "These articles might answer your question",
+        "ask": "Did this answer your question?",
+        "yes": "Yes",
+        "no": "No",
+        "thanks": "Great, glad it helped. You don't need to send this form.",
+        "leave": "Leave without sending",
+        "announce": "{n} suggested articles below the message field",
+        "opensNewTab": "(opens in a new tab)",
+    },
+    "zh-TW": {
+        "heading": "這些文章或許能解答您的問題",
+        "ask": "這有解答您的問題嗎？",
+        "yes": "是",
+        "no": "否",
+        "thanks": "太好了，很高興能幫上忙。您不需要送出這份表單。",
+        "leave": "不送出，直接離開",
+        "announce": "訊息欄位下方有 {n} 篇建議文章",
+        "opensNewTab": "（在新分頁中開啟）",
+    },
+    "zh-CN": {
+        "heading": "这些文章或许能解答您的问题",
+        "ask": "这解答了您的问题吗？",
+        "yes": "是",
+        "no": "否",
+        "thanks": "太好了，很高兴能帮到您。您无需再提交此表单。",
+        "leave": "不提交，直接离开",
+        "announce": "消息输入框下方有 {n} 篇推荐文章",
+        "opensNewTab": "（在新标签页中打开）",
+    },
+    "id": {
+        "heading": "Artikel berikut mungkin menjawab pertanyaan Anda",
+        "ask": "Apakah ini menjawab pertanyaan Anda?",
+        "yes": "Ya",
+        "no": "Tidak",
+        "thanks": "Bagus, senang bisa membantu. Anda tidak perlu mengirim formulir ini.",
+        "leave": "Keluar tanpa mengirim",
+        "announce": "{n} artikel yang disarankan di bawah kolom pesan",
+        "opensNewTab": "(terbuka di tab baru)",
+    },
+}
+
+# what the widget shows: its texts as rendered, the panel's lang, and the live region's
+SHOWN = """() => {
+  const root = document.querySelector('.deflect-widget').shadowRoot, box = root.querySelector('.box');
+  const text = (sel) => root.querySelector(sel).textContent.trim();
+  return {
+    lang: box.getAttribute('lang'), liveLang: root.querySelector('[role=status]').getAttribute('lang'),
+    label: box.getAttribute('aria-label'), links: root.querySelectorAll('a[part=suggestion]').length,
+    texts: {heading: text('h2'), ask: text('.q'), yes: text('.yes'), no: text('.no'), thanks: text('.thanks'),
+            leave: text('.leave'), announce: text('[role=status]'), opensNewTab: text('a[part=suggestion] .sr')},
+  };
+}"""
+
+
+def host_page(page, url: str, html_lang: str | None, attrs: str = "") -> None:
+    """A contact form at ``url`` on the API's origin, with ``<html lang>`` (None: no lang)
+    and the widget's script tag with ``attrs``."""
+    lang = "" if html_lang is None else f" lang='{html_lang}'"
+    body = (
+        f"<!doctype html><html{lang}><head><meta charset='utf-8'><title>Contact</title></head><body>"
+        "<form id='f' action='/demo/sent' method='post'><input id='subject' name='subject'>"
+        "<textarea id='message' name='message'></textarea><button type='submit'>Send</button></form>"
+        "<script src='/widget/deflect-widget.js' data-subject='#subject' data-description='#message' "
+        f"data-form='#f' {attrs}></script></body></html>"
+    )
+    page.route(url, lambda route: route.fulfill(status=200, content_type="text/html; charset=utf-8", body=body))
+    page.goto(url)
+    page.wait_for_function("window.DeflectWidget && window.DeflectWidget.instances.length === 1")
+
+
+def suggest_bodies(page) -> list[dict]:
+    """The JSON bodies of the page's /v1/suggest calls, as they are made."""
+    bodies: list[dict] = []
+    page.on("request", lambda r: bodies.append(r.post_data_json) if r.url.endswith("/v1/suggest") else None)
+    return bodies
+
+
+def assert_speaks(shown: dict, lang: str) -> None:
+    want = dict(WIDGET_TEXTS[lang])
+    want["announce"] = want["announce"].replace("{n}", str(shown["links"]))
+    assert shown["texts"] == want
+    assert shown["label"] == want["heading"]
+    assert shown["lang"] == lang and shown["liveLang"] == lang
+
+
+LANG_CASES = [
+    # <html lang>, script tag attributes, the texts shown, the request's locale
+    ("zh-TW", "", "zh-TW", "zh-TW"),
+    ("zh-Hant-HK", "", "zh-TW", "zh-Hant-HK"),
+    ("zh_mo", "", "zh-TW", "zh-mo"),
+    ("zh-CN", "", "zh-CN", "zh-CN"),
+    ("zh-Hans", "", "zh-CN", "zh-Hans"),
+    ("ZH", "", "zh-CN", "ZH"),
+    ("id", "", "id", "id"),
+    ("in", "", "id", "in"),
+    ("xx", "", "en", "xx"),
+    (None, "", "en", None),
+    ("en-US-x-twain", "", "en", "en"),  # not a locale the API accepts: its language alone
+    ("zh-TW", "data-lang='id'", "id", "id"),
+    ("en", "data-lang='zh-Hant'", "zh-TW", "zh-Hant"),
+    ("zh-TW", "data-lang='xx'", "en", "xx"),
+    ("id", "data-locale='zh-SG'", "zh-CN", "zh-SG"),
+    ("zh-TW", "data-lang='id' data-locale='en-GB'", "id", "en-GB"),
+]
+
+
+@pytest.mark.parametrize(("html_lang", "attrs", "texts", "locale"), LANG_CASES)
+def test_widget_speaks_the_page_language_and_sends_it_as_locale(api, browser, html_lang, attrs, texts, locale):
+    ctx, page = new_page(browser, session_in("treatment", "lang"))
+    bodies = suggest_bodies(page)
+    host_page(page, api.url + "/contact.html", html_lang, attrs)
+    page.fill("#subject", QUERY[0])
+    page.fill("#message", QUERY[1])
+    page.wait_for_selector(LINKS, timeout=10_000)
+    assert_speaks(page.evaluate(SHOWN), texts)
+    assert bodies and all(b.get("locale") == locale for b in bodies)
+    assert page.errors == []
+    ctx.close()
+
+
+def test_chinese_text_on_a_page_left_in_english_sends_no_locale(api, browser):
+    """Han characters in the text and a page language that is not Chinese: the engine
+    detects the language rather than being told a wrong one. An explicit locale is sent."""
+    for html_lang, attrs, locale in [
+        ("en", "", None),
+        ("id", "", None),
+        ("zh-TW", "", "zh-TW"),
+        ("en", "data-locale='en'", "en"),
+    ]:
+        ctx, page = new_page(browser, session_in("treatment", "han"))
+        host_page(page, api.url + "/contact.html", html_lang, attrs)
+        with page.expect_request(lambda r: r.url.endswith("/v1/suggest")) as req:
+            page.fill("#subject", "登入")
+            page.fill("#message", "我的手機不見了，收不到登入驗證碼")
+        assert req.value.post_data_json.get("locale") == locale, (html_lang, attrs)
+        ctx.close()
+
+
+def test_every_language_has_every_text(api, browser):
+    ctx, page = new_page(browser, "texts-1")
+    page.goto(api.url + "/demo")
+    page.wait_for_function("window.DeflectWidget && window.DeflectWidget.instances.length === 1")
+    table = page.evaluate("DeflectWidget.texts")
+    assert set(table) == {"en", "de", "fr", "es", "zh-CN", "zh-TW", "id"}
+    for lang, texts in table.items():
+        assert set(texts) == set(table["en"]), lang
+        assert all(isinstance(v, str) and v.strip() for v in texts.values()), lang
+        assert "{n}" in texts["announce"], lang
+    for lang, texts in WIDGET_TEXTS.items():
+        assert table[lang] == texts
+    ctx.close()
+
+
+@pytest.mark.parametrize("lang", ["id", "zh-TW", "zh-CN"])
+def test_demo_page_in_the_chosen_language_and_the_widget_follows(api, browser, lang):
+    from deflect.api.routes.widget import DEMO_PRODUCTS, DEMO_TEXTS
+
+    t = DEMO_TEXTS[lang]
+    ctx, page = new_page(browser, session_in("treatment", "demo-" + lang))
+    bodies = suggest_bodies(page)
+    resp = page.goto(f"{api.url}/demo?lang={lang}")
+    assert resp.status == 200
+    assert page.evaluate("document.documentElement.lang") == lang
+    assert page.title() == t["title"] + " · Tidewell"
+    assert page.inner_text("h1") == t["title"]
+    assert page.inner_text(".hint") == t["hint"]
+    labels = {k: page.inner_text(f"label[for={k}]") for k in ("name", "email", "product", "subject", "message")}
+    assert labels == {k: t[k] for k in labels}
+    assert page.inner_text("button.submit") == t["send"]
+    assert page.get_attribute("#message", "placeholder") == t["placeholder"]
+    assert page.eval_on_selector_all("#product option", "os => os.map(o => o.textContent)") == list(DEMO_PRODUCTS[lang])
+    assert page.inner_text("[aria-current]") == t["language_name"]
+    assert page.get_attribute(".langs", "aria-label") == t["language"]
+
+    type_query(page)
+    page.wait_for_selector(LINKS, timeout=10_000)
+    assert_speaks(page.evaluate(SHOWN), lang)  # English articles (the test index), the page's language around them
+    assert bodies and all(b.get("locale") == lang for b in bodies)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"widget-demo-{lang.lower()}.png"), full_page=True)
+    with ctx.expect_page() as new_tab:
+        page.click(f"{LINKS} >> nth=0")
+    article = new_tab.value
+    article.wait_for_load_state()
+    assert article.url.endswith(f"?lang={lang}")
+    assert article.evaluate("document.documentElement.lang") == lang
+    assert article.inner_text("p >> a") == t["back"]
+    article.close()
+    page.click("button.submit")
+    page.wait_for_url(f"**/demo/sent?lang={lang}")
+    assert page.inner_text("h1") == t["sent_heading"]
+    assert page.errors == []
+    ctx.close()
+
+
+def test_demo_language_switch_needs_no_javascript(api, browser):
+    ctx = browser.new_context(java_script_enabled=False)
+    page = ctx.new_page()
+    page.goto(api.url + "/demo")
+    names = page.eval_on_selector_all(".langs a, .langs span", "es => es.map(e => e.textContent)")
+    assert names == ["English", "繁體中文", "简体中文", "Bahasa Indonesia"]
+    page.click(".langs >> text=Bahasa Indonesia")
+    page.wait_for_url("**/demo?lang=id")
+    assert page.inner_text("h1") == "Hubungi tim dukungan"
+    page.click(".langs >> text=繁體中文")
+    page.wait_for_url("**/demo?lang=zh-TW")
+    assert page.inner_text("h1") == "聯絡客服"
+    page.click(".langs >> text=简体中文")
+    page.wait_for_url("**/demo?lang=zh-CN")
+    assert page.inner_text("h1") == "联系客服"
+    page.click(".langs >> text=English")
+    page.wait_for_url("**/demo")
+    assert page.inner_text("h1") == "Contact support"
+    ctx.close()
+
+
+@pytest.mark.parametrize(
+    ("asked", "lang"),
+    [
+        ("en", "en"),
+        ("zh-TW", "zh-TW"),
+        ("zh_tw", "zh-TW"),
+        ("ZH-CN", "zh-CN"),
+        ("id", "id"),
+        ("xx", "en"),
+        ("", "en"),
+        ("zh", "en"),
+        ("<b>x</b>", "en"),
+        ("x" * 5000, "en"),
+    ],
+)
+def test_demo_lang_parameter_is_validated(api, asked, lang):
+    import html
+
+    import httpx
+
+    from deflect.api.routes.widget import DEMO_PRODUCTS, DEMO_TEXTS
+
+    r = httpx.get(api.url + "/demo", params={"lang": asked})
+    assert r.status_code == 200
+    assert f'<html lang="{lang}">' in r.text and r.headers["content-language"] == lang
+    assert "{{" not in r.text and "<b>x</b>" not in r.text
+    for key, text in DEMO_TEXTS[lang].items():
+        if key.startswith(("sent_", "resolved_", "no_", "back")):
+            continue
+        assert html.escape(text) in r.text, key
+    assert all(html.escape(p) in r.text for p in DEMO_PRODUCTS[lang])
+    for path in ("/demo/sent", "/demo/resolved"):
+        r = httpx.get(api.url + path, params={"lang": asked})
+        assert r.status_code == 200 and f"<html lang='{lang}'>" in r.text
+    r = httpx.get(api.url + "/demo/articles/no-such-article", params={"lang": asked})
+    assert r.status_code == 404 and html.escape(DEMO_TEXTS[lang]["no_article"]) in r.text

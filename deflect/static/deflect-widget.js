@@ -54,8 +54,69 @@
       leave: "Salir sin enviar",
       announce: "{n} artículos sugeridos debajo del campo del mensaje",
       opensNewTab: "(se abre en una pestaña nueva)"
+    },
+    "zh-CN": {
+      heading: "这些文章或许能解答您的问题",
+      ask: "这解答了您的问题吗？",
+      yes: "是",
+      no: "否",
+      thanks: "太好了，很高兴能帮到您。您无需再提交此表单。",
+      leave: "不提交，直接离开",
+      announce: "消息输入框下方有 {n} 篇推荐文章",
+      opensNewTab: "（在新标签页中打开）"
+    },
+    "zh-TW": {
+      heading: "這些文章或許能解答您的問題",
+      ask: "這有解答您的問題嗎？",
+      yes: "是",
+      no: "否",
+      thanks: "太好了，很高興能幫上忙。您不需要送出這份表單。",
+      leave: "不送出，直接離開",
+      announce: "訊息欄位下方有 {n} 篇建議文章",
+      opensNewTab: "（在新分頁中開啟）"
+    },
+    id: {
+      heading: "Artikel berikut mungkin menjawab pertanyaan Anda",
+      ask: "Apakah ini menjawab pertanyaan Anda?",
+      yes: "Ya",
+      no: "Tidak",
+      thanks: "Bagus, senang bisa membantu. Anda tidak perlu mengirim formulir ini.",
+      leave: "Keluar tanpa mengirim",
+      announce: "{n} artikel yang disarankan di bawah kolom pesan",
+      opensNewTab: "(terbuka di tab baru)"
     }
   };
+
+  var has = Object.prototype.hasOwnProperty;
+
+  /** The TEXTS key for a BCP-47 tag (any case, "_" as "-"), or null when there is none.
+   * Chinese: the script subtag decides (zh-Hant-*, zh-Hans-*), else the region: TW, HK and
+   * MO are Traditional, anything else Simplified. "in" is the old code of Indonesian. */
+  function textsKey(tag) {
+    if (!tag) return null;
+    var p = String(tag).trim().replace(/_/g, "-").toLowerCase().split("-");
+    var base = p[0] === "in" ? "id" : p[0];
+    if (base === "zh") {
+      var sub = p.slice(1);
+      if (sub.indexOf("hant") >= 0) return "zh-TW";
+      if (sub.indexOf("hans") >= 0) return "zh-CN";
+      return /^(tw|hk|mo)$/.test(sub[0] || "") ? "zh-TW" : "zh-CN";
+    }
+    return base && has.call(TEXTS, base) ? base : null;
+  }
+
+  /** ``tag`` as the API accepts a locale ("_" as "-"; when malformed, its language subtag
+   * alone, else null), so that an odd page never costs the customer the suggestions. */
+  function localeTag(tag) {
+    if (!tag) return null;
+    var t = String(tag).trim().replace(/_/g, "-");
+    if (t.length <= 35 && /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$/.test(t)) return t;
+    var base = t.split("-")[0];
+    return /^[A-Za-z]{2,3}$/.test(base) ? base : null;
+  }
+
+  // Han characters, as the engine's language detection counts them (any one makes a text Chinese)
+  var HAN = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[\ud840-\ud87f][\udc00-\udfff]/;
 
   var CSS =
     ":host{all:initial;display:block;font:var(--deflect-font,14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif);" +
@@ -137,6 +198,7 @@
       minLength: d.minLength ? parseInt(d.minLength, 10) : undefined,
       timeout: d.timeout ? parseInt(d.timeout, 10) : undefined,
       locale: d.locale,
+      lang: d.lang,
       formId: d.formId,
       target: d.target,
       articleUrl: d.articleUrl,
@@ -162,9 +224,13 @@
     this.articleUrl = opts.articleUrl || null;
     this.leaveUrl = opts.leaveUrl || null;
     this.formId = opts.formId || (this.form && this.form.id) || null;
-    var lang = (opts.locale || document.documentElement.lang || "en").toLowerCase().split(/[-_]/)[0];
-    this.locale = opts.locale || null;
-    this.t = Object.assign({}, TEXTS.en, TEXTS[lang] || {}, opts.texts || {});
+    // lang: the widget's texts; locale: also sent to the API. One given alone is used for both;
+    // with neither, the page's <html lang> is. A language without texts gets English ones.
+    var pageLang = document.documentElement.getAttribute("lang") || "";
+    this.lang = textsKey(opts.lang || opts.locale || pageLang) || "en";
+    this.t = Object.assign({}, TEXTS.en, TEXTS[this.lang], opts.texts || {});
+    this.locale = localeTag(opts.locale); // explicit: always sent
+    this.localeHint = this.locale ? null : localeTag(opts.lang || pageLang); // see localeFor
     this.session = opts.sessionId || sessionId(opts.storageKey || "deflect.session");
     this.queue = [];
     this.seq = 0;
@@ -240,10 +306,12 @@
     live.className = "sr";
     live.setAttribute("aria-live", "polite");
     live.setAttribute("role", "status");
+    live.setAttribute("lang", this.lang);
     root.appendChild(live);
     var box = document.createElement("div");
     box.className = "box";
     box.setAttribute("role", "region");
+    box.setAttribute("lang", this.lang); // the language of its texts, for screen readers
     box.setAttribute("aria-label", this.t.heading);
     box.hidden = true;
     box.innerHTML =
@@ -312,7 +380,8 @@
     }, this.timeout);
     var body = { subject: q.subject, description: q.description, session_id: this.session, k: this.k };
     if (this.formId) body.form_id = this.formId;
-    if (this.locale) body.locale = this.locale;
+    var locale = this.localeFor(q.joined);
+    if (locale) body.locale = locale;
     fetch(this.api + "/v1/suggest", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -332,6 +401,16 @@
         clearTimeout(timer); // slow, down or failing: the form works as before, silently
         if (seq === self.seq) self.lastText = null; // try again on the next keystroke
       });
+  };
+
+  /** The request's locale: the explicit one; else the lang / page language, except when it
+   * would contradict the text: Han characters in the text and a language other than Chinese
+   * (a page left at lang="en"). Then none is sent, and the engine detects the language. */
+  Widget.prototype.localeFor = function (text) {
+    if (this.locale) return this.locale;
+    var hint = this.localeHint;
+    if (hint && HAN.test(text) && hint.split("-")[0].toLowerCase() !== "zh") return null;
+    return hint;
   };
 
   Widget.prototype.hide = function () {
