@@ -41,7 +41,20 @@ from deflect.models.vector_index import FaissIndex  # noqa: E402
 DEMO_KB = ROOT / "examples" / "helpcenter"
 DEMO_QUERIES = ROOT / "examples" / "demo_queries.csv"
 RESULTS = ROOT / "bench" / "results"
-ALL = {"stackfaq", "demo", "http", "ingest", "banking77", "widget", "multilingual", "xsid", "http-e5", "calibrate"}
+ALL = {
+    "stackfaq",
+    "demo",
+    "http",
+    "ingest",
+    "banking77",
+    "widget",
+    "multilingual",
+    "xsid",
+    "http-e5",
+    "calibrate",
+    "ingest-e5",
+    "banking77-e5",
+}
 rows: list[dict] = []
 notes: list[str] = []
 
@@ -467,7 +480,7 @@ def main() -> None:
             quality("demo", DEMO_KB, load_queries(DEMO_QUERIES), embs, work, settings)
         if "widget" in only:
             bench_widget()
-        if only & {"multilingual", "xsid", "http-e5", "calibrate"}:
+        if only & {"multilingual", "xsid", "http-e5", "calibrate", "ingest-e5", "banking77-e5"}:
             from bench import multilingual as ML
             from deflect.models.embedders.e5_rebuild import ensure_rebuilt
 
@@ -476,6 +489,15 @@ def main() -> None:
             encoders = {"MiniLM": embs.int8, "e5": e5}
             if "multilingual" in only:
                 notes.extend(ML.bench_retrieval(encoders, work, settings, row))
+            if "ingest-e5" in only:
+                notes.extend(ML.bench_ingest_e5(e5, work, settings, row))
+            if "banking77-e5" in only:
+                if (msg := missing("banking77")) is not None:
+                    notes.append(f"BANKING77 with e5 skipped: {msg}")
+                else:
+                    from bench import intent_bench
+
+                    intent_bench.run_other_encoder(e5, "e5", work / "b77-e5-home", row, notes)
             if "calibrate" in only:
                 notes.extend(ML.calibration(encoders, work, settings, row))
             if "xsid" in only:
