@@ -22,7 +22,7 @@ from deflect.models.embedders.protocol import Embedder
 from deflect.models.encoding import QueryEncoding, encode_queries
 from deflect.models.index_bundle import IndexBundle
 from deflect.models.intent import IntentPrediction
-from deflect.models.language import detect, language_of_locale, warm_up
+from deflect.models.language import chinese_script, detect, language_of_locale, script_of_locale, warm_up
 from deflect.models.registry import LoadedModel, load_model
 from deflect.models.retrieval import rank_articles
 from deflect.tuning import TuningCache
@@ -161,6 +161,8 @@ class Engine:
     def _load_index(self, version: str) -> IndexBundle:
         bundle = IndexBundle.load(B.bundle_path(Path(self.settings.home), "index", version), self.embedder)
         warm_up(bundle.language_set)
+        if "zh" in bundle.language_set:
+            _ = bundle.scripts  # read once now, not on the first request
         return bundle
 
     @staticmethod
@@ -237,15 +239,32 @@ class Engine:
         return lang or detect(text)
 
     @staticmethod
-    def prefer_language(hits: list, lang: str | None, bundle: IndexBundle, threshold: float) -> list:
+    def query_script(q: SuggestQuery, text: str) -> str | None:
+        """The Chinese script the customer reads: the request's ``locale`` (``zh-TW``), else
+        the one the text is written in (None when it cannot be told)."""
+        return script_of_locale(q.locale) or chinese_script(text)
+
+    @staticmethod
+    def prefer_language(
+        hits: list, lang: str | None, bundle: IndexBundle, threshold: float, script: str | None = None
+    ) -> list:
         """The customer's language first: when an article in ``lang`` (or of unknown
         language) passes ``threshold``, only such articles are shown; otherwise every
         language competes, so an article in another language is shown only when nothing in
-        the customer's language would be."""
-        if lang is None or len(bundle.language_set) < 2:
+        the customer's language would be. Within Chinese, the same rule puts the customer's
+        ``script`` (Traditional or Simplified) first."""
+        if lang is None:
             return hits
-        own = [h for h in hits if bundle.languages.get(h.article_id) in (lang, None)]
-        return own if own and own[0].score >= threshold else hits
+        if len(bundle.language_set) >= 2:
+            own = [h for h in hits if bundle.languages.get(h.article_id) in (lang, None)]
+            if not own or own[0].score < threshold:
+                return hits
+            hits = own
+        if lang == "zh" and script is not None and bundle.scripts:
+            same = [h for h in hits if bundle.scripts.get(h.article_id) in (script, None)]
+            if same and same[0].score >= threshold:
+                return same
+        return hits
 
     def linked_articles(self, model: LoadedModel, label: str) -> list[str]:
         """Articles linked to an intent: the configured mapping file, else links learned in training."""
@@ -277,7 +296,8 @@ class Engine:
         pred, model = self.classify(text, encoding)
         lang = self.query_language(q, text, bundle)
         extra = 5 if pred is not None and s.intent_boost > 0 else 0
-        want = q.k + extra if len(bundle.language_set) < 2 else 4 * (q.k + extra)  # room for the language rule
+        several = len(bundle.language_set) > 1 or len(set(bundle.scripts.values())) > 1
+        want = 4 * (q.k + extra) if several else q.k + extra  # room for the language rule
         hits = self.rank(text, want, lang=lang, bundle=bundle, vector=encoding.embedding[0], alpha=alpha)
         if pred is not None and extra and not pred.out_of_scope:
             linked = set(self.linked_articles(model, pred.label))
@@ -287,7 +307,8 @@ class Engine:
             hits.sort(key=lambda h: (-h.score, h.article_id))
         intent_label = pred.label if pred is not None and not pred.out_of_scope else None
         threshold = self.min_score(bundle, intent_label)
-        hits = self.prefer_language(hits, lang, bundle, threshold)[: q.k]
+        script = self.query_script(q, text) if lang == "zh" else None
+        hits = self.prefer_language(hits, lang, bundle, threshold, script)[: q.k]
         suggestions = []
         for h in hits:
             art = bundle.articles[h.article_id]

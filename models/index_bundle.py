@@ -13,7 +13,7 @@ import numpy as np
 from deflect.core.errors import BundleError, NotReadyError
 from deflect.models import bundle as B
 from deflect.models.documents import Article, Chunk
-from deflect.models.language import ANALYZER_VERSION, detect, language_of_locale
+from deflect.models.language import ANALYZER_VERSION, chinese_script, detect, language_of_locale, script_of_locale
 from deflect.models.lexical import BM25Index
 from deflect.models.vector_index import FaissIndex, build_index
 
@@ -41,6 +41,20 @@ class IndexBundle:
         """The languages of the articles (unknown ones left out); computed once per bundle,
         not on every request."""
         return frozenset(lang for lang in self.languages.values() if lang)
+
+    @cached_property
+    def scripts(self) -> dict[str, str]:
+        """The script (``Hant`` / ``Hans``) of each Chinese article whose script is known: its
+        locale's (``zh-TW``), else read from its title and opening; computed once per bundle."""
+        out = {}
+        for aid, lang in self.languages.items():
+            if lang != "zh":
+                continue
+            art = self.articles[aid]
+            script = script_of_locale(art.locale) or chinese_script(f"{art.title}\n{art.body[:500]}")
+            if script:
+                out[aid] = script
+        return out
 
     @property
     def version(self) -> str:

@@ -74,12 +74,56 @@ def detect(text: str) -> str | None:
     return lang if prob >= MIN_CONFIDENCE else None
 
 
+#: the two Chinese scripts, as BCP-47 script subtags
+HANT, HANS = "Hant", "Hans"
+_HANT_REGIONS = {"tw", "hk", "mo"}
+
+
+def script_of_locale(locale: str | None) -> str | None:
+    """The Chinese script a locale asks for: ``zh-TW``, ``zh-HK``, ``zh-MO``, ``zh-Hant-*`` ->
+    ``Hant``; ``zh-CN``, ``zh-SG``, ``zh-Hans-*`` -> ``Hans``; None for plain ``zh`` or
+    another language."""
+    if language_of_locale(locale) != "zh":
+        return None
+    parts = re.split(r"[-_]", locale.strip().lower())[1:]
+    if "hant" in parts:
+        return HANT
+    if "hans" in parts:
+        return HANS
+    if not parts:
+        return None
+    return HANT if parts[0] in _HANT_REGIONS else HANS
+
+
+@lru_cache(maxsize=2)
+def _script_converter(config: str):
+    import opencc
+
+    return opencc.OpenCC(config)
+
+
+def chinese_script(text: str) -> str | None:
+    """Which Chinese script ``text`` is written in: ``Hant`` when it has more characters that
+    exist only in Traditional than only in Simplified, ``Hans`` for the reverse, None when it
+    cannot be told (no Han character, or only characters both scripts share: 退款)."""
+    han = "".join(_HAN.findall(text))
+    if not han:
+        return None
+    with _convert_lock:
+        trad = sum(a != b for a, b in zip(han, _script_converter("t2s").convert(han), strict=False))
+        simp = sum(a != b for a, b in zip(han, _script_converter("s2t").convert(han), strict=False))
+    if trad == simp:
+        return None
+    return HANT if trad > simp else HANS
+
+
 def warm_up(languages) -> None:
     """Load what analysing and detecting ``languages`` needs (jieba's dictionary, OpenCC,
     the language identifier) now, so the first customer does not wait for it (0.2-0.8 s)."""
     languages = set(languages)
     if "zh" in languages:
         analyze("預熱 warm-up 测试", "zh")
+        chinese_script("預熱")
     if len(languages) > 1:
         detect("warm up the language identifier")
 

@@ -162,3 +162,67 @@ def test_a_one_language_index_needs_no_detection(tmp_path, fake_embedder, monkey
     assert Engine.query_language(SuggestQuery(description="gimana reset password"), "x", bundle) == "en"
     assert Engine.query_language(SuggestQuery(description="x", locale="id"), "x", bundle) == "id"
     assert engine.suggest(SuggestQuery(description="I need to reset my password")).would_show[0].article_id == "pw"
+
+
+# ---- Traditional or Simplified: the customer's script first -----------------------------------
+def test_scripts_of_locales_and_texts():
+    from deflect.models.language import HANS, HANT, chinese_script, script_of_locale
+
+    assert [script_of_locale(x) for x in ("zh-TW", "zh_hk", "zh-Hant-CN", "zh-CN", "zh-SG", "zh-Hans", "zh")] == [
+        HANT,
+        HANT,
+        HANT,
+        HANS,
+        HANS,
+        HANS,
+        None,
+    ]
+    assert script_of_locale("en-US") is None and script_of_locale(None) is None
+    assert chinese_script("我忘記密碼了，怎麼重設") == HANT
+    assert chinese_script("我忘记密码了怎么重置") == HANS
+    assert chinese_script("退款") is None  # the same characters in both scripts
+    assert chinese_script("reset password") is None
+
+
+@pytest.fixture
+def two_scripts(tmp_path, fake_embedder):
+    """The same article in Traditional and in Simplified Chinese (scripts from the locale and
+    from the text), and an English one."""
+    from deflect.config import Settings
+    from deflect.engine import Engine
+    from deflect.kb_ingest.pipeline import ingest
+
+    kb = tmp_path / "kb"
+    for aid, locale, title, body in (
+        ("pw-tw", "zh-TW", "重設密碼", "在登入頁面點選忘記密碼，我們會寄送重設連結。"),
+        ("pw-cn", "", "重置密码", "在登录页面点击忘记密码，我们会发送重置链接。"),
+        ("pw-en", "en", "Reset your password", "Click forgot password on the sign-in page."),
+    ):
+        loc = f"locale: {locale}\n" if locale else ""
+        write(kb / f"{aid}.md", f"---\nid: {aid}\ntitle: {title}\n{loc}---\n{body}\n")
+    settings = Settings(home=tmp_path / "home", min_score=0.0, reload_interval=0.0)
+    ingest(kb, settings.home, fake_embedder)
+    return Engine(settings, fake_embedder)
+
+
+def test_the_customers_chinese_script_comes_first(two_scripts):
+    bundle = two_scripts.index.get()
+    assert bundle.scripts == {"pw-tw": "Hant", "pw-cn": "Hans"}
+    assert _ids(two_scripts, description="忘記密碼，重設連結")[0] == "pw-tw"
+    assert "pw-cn" not in _ids(two_scripts, description="忘記密碼，重設連結")
+    assert _ids(two_scripts, description="忘记密码，重置链接") == ["pw-cn"]
+    # the locale decides over the characters typed
+    assert _ids(two_scripts, description="忘记密码", locale="zh-TW")[0] == "pw-tw"
+
+
+def test_another_script_when_nothing_in_the_customers_passes(two_scripts):
+    from deflect.engine import Engine
+
+    bundle = two_scripts.index.get()
+    hits = two_scripts.rank("忘记密码", 5, lang="zh", bundle=bundle)
+    # a threshold the Simplified article misses: the Traditional one may be shown
+    top_cn = next(h.score for h in hits if h.article_id == "pw-cn")
+    kept = Engine.prefer_language(hits, "zh", bundle, top_cn + 1.0, "Hans")
+    assert {h.article_id for h in kept} >= {"pw-tw", "pw-cn"}
+    kept = Engine.prefer_language(hits, "zh", bundle, 0.0, "Hans")
+    assert [h.article_id for h in kept] == ["pw-cn"]
