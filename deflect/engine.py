@@ -296,7 +296,7 @@ class Engine:
         pred, model = self.classify(text, encoding)
         lang = self.query_language(q, text, bundle)
         extra = 5 if pred is not None and s.intent_boost > 0 else 0
-        several = len(bundle.language_set) > 1 or len(set(bundle.scripts.values())) > 1
+        several = len(bundle.language_set) > 1 or len(bundle.script_set) > 1
         want = 4 * (q.k + extra) if several else q.k + extra  # room for the language rule
         hits = self.rank(text, want, lang=lang, bundle=bundle, vector=encoding.embedding[0], alpha=alpha)
         if pred is not None and extra and not pred.out_of_scope:

@@ -43,6 +43,11 @@ class IndexBundle:
         return frozenset(lang for lang in self.languages.values() if lang)
 
     @cached_property
+    def script_set(self) -> frozenset[str]:
+        """The Chinese scripts among the articles; computed once per bundle."""
+        return frozenset(self.scripts.values())
+
+    @cached_property
     def scripts(self) -> dict[str, str]:
         """The script (``Hant`` / ``Hans``) of each Chinese article whose script is known: its
         locale's (``zh-TW``), else read from its title and opening; computed once per bundle."""
