@@ -54,6 +54,7 @@ ALL = {
     "calibrate",
     "ingest-e5",
     "banking77-e5",
+    "e5-int8",
 }
 rows: list[dict] = []
 notes: list[str] = []
@@ -480,7 +481,7 @@ def main() -> None:
             quality("demo", DEMO_KB, load_queries(DEMO_QUERIES), embs, work, settings)
         if "widget" in only:
             bench_widget()
-        if only & {"multilingual", "xsid", "http-e5", "calibrate", "ingest-e5", "banking77-e5"}:
+        if only & {"multilingual", "xsid", "http-e5", "calibrate", "ingest-e5", "banking77-e5", "e5-int8"}:
             from bench import multilingual as ML
             from deflect.models.embedders.e5_rebuild import ensure_rebuilt
 
@@ -491,6 +492,8 @@ def main() -> None:
                 notes.extend(ML.bench_retrieval(encoders, work, settings, row))
             if "ingest-e5" in only:
                 notes.extend(ML.bench_ingest_e5(e5, work, settings, row))
+            if "e5-int8" in only:
+                notes.extend(ML.bench_e5_int8(e5_dir, work, settings, row))
             if "banking77-e5" in only:
                 if (msg := missing("banking77")) is not None:
                     notes.append(f"BANKING77 with e5 skipped: {msg}")
