@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -130,9 +130,49 @@ class Settings(BaseSettings):
         default=0.10, ge=0.0, le=0.5, description="Share of sessions in the control group (shown nothing)."
     )
     control_salt: str = Field(
-        default="deflect-control-v1",
-        min_length=1,
-        description="Salt of the session hash that assigns the control group; changing it reshuffles the groups.",
+        default="",
+        description=(
+            "Salt of the session hash that assigns the control group; empty (the default): derived from the "
+            "deployment secret, so nobody outside can tell which session ids fall in the control group."
+        ),
+    )
+    secret: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Key of the session tokens and the control salt (at least 16 characters); empty: generated once "
+            "into the data home's `secret` file. Replicas must share it."
+        ),
+    )
+    token_ttl_hours: float = Field(
+        default=48.0, gt=0, le=24 * 30, description="An event is counted only if its token is younger than this."
+    )
+    clock_skew_minutes: float = Field(
+        default=60.0, ge=0, le=24 * 60, description="How far before its token an event's client time may be."
+    )
+    bot_max_suggest_calls: int = Field(
+        default=500, ge=1, description="A session with more suggest calls than this is flagged and not counted."
+    )
+    bot_burst_events: int = Field(
+        default=20, ge=1, description="A session with more events dated within one second is flagged."
+    )
+    bot_busy_client_sessions: int = Field(
+        default=30, ge=1, description="A caller starting more sessions than this in one hour has them all flagged."
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Rate-limit counters: memory:// (one process) or redis://HOST:PORT (shared by replicas).",
+    )
+    rate_limit_suggest: str = Field(
+        default="120/minute", description="Suggest calls per client address (limits syntax; empty: no limit)."
+    )
+    rate_limit_suggest_session: str = Field(
+        default="60/minute", description="Suggest calls per session_id (empty: no limit)."
+    )
+    rate_limit_events: str = Field(
+        default="600/minute", description="Event batches per client address (empty: no limit)."
+    )
+    rate_limit_events_session: str = Field(
+        default="120/minute", description="Event batches per session_id (empty: no limit)."
     )
     record_suggestions: bool = Field(
         default=True, description="Record every /v1/suggest call in the event store (needed for reports)."

@@ -11,6 +11,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 from deflect.config import EncoderDefaults, Settings, defaults_for
@@ -41,6 +43,8 @@ class SuggestQuery:
     session_id: str | None = None
     form_id: str | None = None
     k: int = 3
+    #: the token of an earlier answer to this session: it fixes the session's variant
+    token: str | None = None
 
     def text(self) -> str:
         """The retrieval query: subject, description, then other fields as ``name: value``."""
@@ -63,6 +67,8 @@ class SuggestResult:
     model_version: str | None
     would_show: list[Suggestion] = field(default_factory=list)
     latency_ms: float = 0.0
+    #: the session's token (None without a session id): the widget sends it with its events
+    token: str | None = None
 
 
 class BundleHolder:
@@ -164,6 +170,13 @@ class Engine:
         if "zh" in bundle.language_set:
             _ = bundle.scripts  # read once now, not on the first request
         return bundle
+
+    @cached_property
+    def provenance(self):
+        """The deployment's session tokens and control salt (:mod:`deflect.provenance`)."""
+        from deflect.provenance import Provenance
+
+        return Provenance.from_settings(self.settings)
 
     @staticmethod
     def encoder_defaults(bundle: IndexBundle) -> EncoderDefaults:
@@ -326,9 +339,13 @@ class Engine:
             abstained, reason = True, "no_match"
         elif s.fusion in ("convex", "dense") and top < threshold:
             abstained, reason = True, "low_confidence"
-        variant = assign_variant(q.session_id, s.control_share, s.control_salt)
+        now = datetime.now(UTC)
+        variant = self.provenance.variant_of(q.token, q.session_id, now) or assign_variant(
+            q.session_id, s.control_share, s.control_salt or self.provenance.salt
+        )
+        request_id = uuid.uuid4().hex
         return SuggestResult(
-            request_id=uuid.uuid4().hex,
+            request_id=request_id,
             variant=variant,
             abstained=abstained,
             reason=reason,
@@ -339,6 +356,7 @@ class Engine:
             index_version=bundle.version,
             model_version=model.version if model is not None else None,
             latency_ms=(time.perf_counter() - t0) * 1000,
+            token=self.provenance.issue(q.session_id, request_id, variant, now) if q.session_id else None,
         )
 
 

@@ -10,8 +10,9 @@ from deflect.redact import redact
 from deflect.store.base import SuggestRecord
 
 
-def suggest_record(q: SuggestQuery, res: SuggestResult) -> SuggestRecord:
-    """The row recorded for one ``/v1/suggest`` call (query redacted, what was and would have been shown)."""
+def suggest_record(q: SuggestQuery, res: SuggestResult, client: str | None = None) -> SuggestRecord:
+    """The row recorded for one ``/v1/suggest`` call (query redacted, what was and would have
+    been shown; ``client``: the caller's keyed address hash)."""
     intent = res.intent
     return SuggestRecord(
         request_id=res.request_id,
@@ -29,4 +30,5 @@ def suggest_record(q: SuggestQuery, res: SuggestResult) -> SuggestRecord:
         index_version=res.index_version,
         model_version=res.model_version,
         latency_ms=round(res.latency_ms, 3),
+        client=client,
     )

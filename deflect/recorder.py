@@ -24,10 +24,10 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from deflect.core.errors import StoreError
-from deflect.store.base import Event, EventStore, SuggestRecord
+from deflect.store.base import Event, EventStore, RejectedEvent, SuggestRecord
 
 log = logging.getLogger("deflect.recorder")
 
@@ -36,6 +36,7 @@ log = logging.getLogger("deflect.recorder")
 class _Batch:
     events: list[Event]
     future: Future
+    rejected: list[RejectedEvent] = field(default_factory=list)
 
 
 class RecorderFull(StoreError):
@@ -59,14 +60,15 @@ class Recorder:
         self._thread.start()
 
     # ---- producers --------------------------------------------------------------------
-    def submit_events(self, events: list[Event]) -> Future:
-        """Queue a batch; the future gives its :class:`AddResult` once committed (or raises StoreError)."""
+    def submit_events(self, events: list[Event], rejected: list[RejectedEvent] | None = None) -> Future:
+        """Queue a batch (and the events of it that are kept apart as ``rejected``); the future
+        gives its :class:`AddResult` once committed (or raises StoreError)."""
         fut: Future = Future()
         if self._closed:
             fut.set_exception(StoreError("the recorder is closed"))
             return fut
         try:
-            self._q.put_nowait(_Batch(list(events), fut))
+            self._q.put_nowait(_Batch(list(events), fut, list(rejected or [])))
         except queue.Full:
             fut.set_exception(RecorderFull("event store: too many writes waiting; retry shortly"))
         return fut
@@ -93,7 +95,7 @@ class Recorder:
                 # put competes for the GIL on each request and slows the suggest path (measured).
                 time.sleep(self.max_delay)
             items = [item]
-            rows = len(item.events) if isinstance(item, _Batch) else 1
+            rows = len(item.events) + len(item.rejected) if isinstance(item, _Batch) else 1
             stop = False
             while rows < self.max_rows:
                 try:
@@ -104,7 +106,7 @@ class Recorder:
                     stop = True
                     break
                 items.append(nxt)
-                rows += len(nxt.events) if isinstance(nxt, _Batch) else 1
+                rows += len(nxt.events) + len(nxt.rejected) if isinstance(nxt, _Batch) else 1
             self._write(items)
             if stop:
                 return
@@ -113,7 +115,8 @@ class Recorder:
         recs = [i for i in items if isinstance(i, SuggestRecord)]
         batches = [i for i in items if isinstance(i, _Batch)]
         try:
-            results = self.store.write(recs, [b.events for b in batches])
+            rejected = [r for b in batches for r in b.rejected]
+            results = self.store.write(recs, [b.events for b in batches], rejected)
         except Exception as exc:  # the store failed: tell each waiting request, drop the records
             log.error("event store write failed: %s", exc)
             self.dropped += len(recs)
@@ -123,6 +126,7 @@ class Recorder:
             return
         self.written_suggestions += len(recs)
         for b, res in zip(batches, results, strict=True):
+            res.rejected = len(b.rejected)
             b.future.set_result(res)
 
     # ---- lifecycle --------------------------------------------------------------------

@@ -25,6 +25,21 @@ Definitions (all per session; a session is everything carrying one ``session_id`
 
 Events arriving late, out of order or twice are handled by construction: rows are
 grouped by session and ordered by client time; the store keeps one row per ``event_id``.
+
+What is not counted (:class:`Integrity`, shown beside the figures):
+
+- **Rejected events**: events the server kept apart because they had no valid token for
+  their session (``rejected_events``; :mod:`deflect.provenance`), counted by reason over
+  the rows read for the report (received from ``since`` to ``until`` + window).
+- **Flagged sessions**, whose behaviour cannot be a person's (:class:`BotRules`), are left
+  out of every figure above, each counted once under the first rule it breaks:
+  ``too_many_suggests`` (more than ``max_suggest_calls`` suggest calls), ``event_burst``
+  (more than ``burst_events`` events dated within one second, client time),
+  ``events_before_suggest`` (a ``suggestions_shown``, ``article_opened`` or ``feedback``
+  event dated more than ``clock_skew`` before the session's first suggest call, or in a
+  session with none), ``busy_client`` (the caller of the session's first suggest call, by
+  its keyed address hash, started more than ``busy_client_sessions`` sessions in that clock
+  hour, UTC).
 """
 
 from __future__ import annotations
@@ -35,9 +50,55 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from deflect.store.base import Event, SuggestRecord, to_utc
+from deflect.store.base import Event, RejectedEvent, SuggestRecord, to_utc
 
 Z95 = 1.959963984540054
+#: the event types a person can only send after a suggest call
+AFTER_SUGGEST = ("suggestions_shown", "article_opened", "feedback")
+FLAG_REASONS = ("too_many_suggests", "event_burst", "events_before_suggest", "busy_client")
+
+
+@dataclass(frozen=True)
+class BotRules:
+    """When a session's behaviour cannot be a person's (see the module docstring)."""
+
+    max_suggest_calls: int = 500
+    burst_events: int = 20
+    clock_skew: timedelta = timedelta(hours=1)
+    busy_client_sessions: int = 30
+
+    @classmethod
+    def from_settings(cls, settings) -> BotRules:
+        return cls(
+            max_suggest_calls=settings.bot_max_suggest_calls,
+            burst_events=settings.bot_burst_events,
+            clock_skew=timedelta(minutes=settings.clock_skew_minutes),
+            busy_client_sessions=settings.bot_busy_client_sessions,
+        )
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """What the figures leave out: events rejected by the server and sessions flagged here."""
+
+    rejected_by_reason: dict[str, int]
+    flagged_by_reason: dict[str, int]
+
+    @property
+    def rejected_events(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+    @property
+    def flagged_sessions(self) -> int:
+        return sum(self.flagged_by_reason.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "rejected_events": self.rejected_events,
+            "rejected_by_reason": dict(self.rejected_by_reason),
+            "flagged_sessions": self.flagged_sessions,
+            "flagged_by_reason": dict(self.flagged_by_reason),
+        }
 
 
 @dataclass
@@ -98,6 +159,36 @@ class Session:
     @property
     def last_suggestion(self) -> SuggestRecord | None:
         return self.suggestions[-1] if self.suggestions else None
+
+    def own_flag(self, rules: BotRules) -> str | None:
+        """The first per-session rule of ``rules`` this session breaks (``busy_client`` is
+        decided across sessions, in :func:`flag_sessions`)."""
+        if len(self.suggestions) > rules.max_suggest_calls:
+            return "too_many_suggests"
+        if self.events:
+            per_second = Counter(e.ts.replace(microsecond=0) for e in self.events)
+            if max(per_second.values()) > rules.burst_events:
+                return "event_burst"
+        first = self.suggestions[0].created_at if self.suggestions else None
+        for e in self.events:
+            if e.type in AFTER_SUGGEST and (first is None or e.ts < first - rules.clock_skew):
+                return "events_before_suggest"
+        return None
+
+
+def flag_sessions(sessions: dict[str, Session], rules: BotRules) -> dict[str, str]:
+    """Session id -> the first rule it breaks (see the module docstring), for flagged sessions only."""
+    flags = {sid: f for sid, s in sessions.items() if (f := s.own_flag(rules)) is not None}
+    per_client: dict[tuple[str, str], list[str]] = {}
+    for sid, s in sessions.items():
+        if s.suggestions and s.suggestions[0].client:
+            first = s.suggestions[0]
+            per_client.setdefault((first.client, first.created_at.strftime("%Y-%m-%dT%H")), []).append(sid)
+    for sids in per_client.values():
+        if len(sids) > rules.busy_client_sessions:
+            for sid in sids:
+                flags.setdefault(sid, "busy_client")
+    return flags
 
 
 def sessions_from(suggestions: Iterable[SuggestRecord], events: Iterable[Event]) -> dict[str, Session]:
@@ -352,6 +443,7 @@ class DeflectionMeasurement:
     by_article: list[ArticleFigures]
     by_day: list[Breakdown]
     gap_queries: list[GapQuery]
+    integrity: Integrity = field(default_factory=lambda: Integrity({}, {}))
 
     @property
     def sessions_without_suggest(self) -> int:
@@ -411,6 +503,7 @@ class DeflectionMeasurement:
             "by_article": [a.to_dict() for a in self.by_article],
             "by_day": [b.to_dict() for b in self.by_day],
             "gap_queries": [g.to_dict() for g in self.gap_queries],
+            "integrity": self.integrity.to_dict(),
         }
 
 
@@ -422,22 +515,33 @@ def measure(
     until: datetime | None = None,
     window: timedelta = timedelta(hours=24),
     now: datetime | None = None,
+    rejected: Sequence[RejectedEvent] = (),
+    rules: BotRules | None = None,
 ) -> DeflectionMeasurement:
     """Every figure of the deflection report (see the module docstring).
 
     ``suggestions`` and ``events`` may extend past ``until`` (by up to ``window``): rows
-    after ``until`` only complete sessions that started before it.
+    after ``until`` only complete sessions that started before it. ``rejected``: the
+    rejected events read for the report (only counted). ``rules``: when a session is
+    flagged and left out (default :class:`BotRules`).
     """
     if window <= timedelta(0):
         raise ValueError(f"window must be positive, got {window}")
     now = to_utc(now) if now is not None else datetime.now(UTC)
     as_of = min(now, to_utc(until) + window) if until is not None else now
     all_sessions = sessions_from(suggestions, events)
+    flags = flag_sessions(all_sessions, rules or BotRules())
     sessions = [
         s
         for s in all_sessions.values()
         if (since is None or s.start >= to_utc(since)) and (until is None or s.start < to_utc(until))
     ]
+    flagged = Counter(flags[s.session_id] for s in sessions if s.session_id in flags)
+    sessions = [s for s in sessions if s.session_id not in flags]
+    integrity = Integrity(
+        rejected_by_reason=dict(sorted(Counter(r.reason for r in rejected).items())),
+        flagged_by_reason={k: flagged[k] for k in FLAG_REASONS if flagged[k]},
+    )
     sessions.sort(key=lambda s: (s.start, s.session_id))
     in_period = {s.session_id for s in sessions}
 
@@ -562,4 +666,5 @@ def measure(
         by_article=sorted(articles.values(), key=lambda a: (-a.shown, -a.opened, a.article_id)),
         by_day=sorted(by_day.values(), key=lambda b: b.key),
         gap_queries=gaps,
+        integrity=integrity,
     )

@@ -35,6 +35,12 @@ DEFINITIONS = [
     ),
     ("Tickets avoided", "incremental deflection x eligible treatment sessions."),
     ("Pending", "sessions whose attribution window has not closed yet; left out of every rate."),
+    (
+        "Not counted",
+        "events the server rejected (no valid token for their session: forged, replayed from another session, "
+        "backdated or expired) and sessions flagged as not a person (too many suggest calls, bursts of events, "
+        "events before any suggestion, or one caller starting too many sessions in an hour).",
+    ),
     ("Content gaps", "queries the engine abstained on, or that ended in a ticket after suggestions, grouped by theme."),
 ]
 
@@ -146,6 +152,13 @@ def to_csv(report: DeflectionReport) -> str:
         for metric, value in {**art.to_dict(), "title": report.article_title(art.article_id)}.items():
             if metric != "article_id":
                 w.writerow(["by_article", art.article_id, metric, _plain(value)])
+    g = m.integrity
+    w.writerow(["not_counted", "", "rejected_events", g.rejected_events])
+    for reason, n in g.rejected_by_reason.items():
+        w.writerow(["not_counted", reason, "rejected_events", n])
+    w.writerow(["not_counted", "", "flagged_sessions", g.flagged_sessions])
+    for reason, n in g.flagged_by_reason.items():
+        w.writerow(["not_counted", reason, "flagged_sessions", n])
     for t in report.content_gaps.themes:
         w.writerow(["content_gaps", t.name, "count", t.count])
         w.writerow(["content_gaps", t.name, "share", _plain(t.share)])
@@ -285,6 +298,11 @@ td.warn{color:#b35900;font-weight:600}dt{font-weight:600}dd{margin:0 0 .5rem 0}
 )
 
 
+def _not_counted(g) -> list[tuple[str, str, int]]:
+    rows = [("rejected events", k, v) for k, v in g.rejected_by_reason.items()]
+    return rows + [("flagged sessions", k, v) for k, v in g.flagged_by_reason.items()]
+
+
 def _warn(v: int) -> str:
     return f"<span class='warn'>{_num(v)}</span>"
 
@@ -313,6 +331,14 @@ def to_html(report: DeflectionReport) -> str:
             f"95% CI {_num(tci[0])} to {_num(tci[1])}" if tci else "needs a control group",
         ),
     ]
+    g = m.integrity
+    cards.append(
+        (
+            "Not counted",
+            f"{g.rejected_events:,} / {g.flagged_sessions:,}",
+            "rejected events / flagged sessions",
+        )
+    )
     cards_html = "".join(
         f"<div class='card{' key' if title.startswith(('Incremental', 'Tickets')) else ''}'>"
         f"<span class='muted'>{e(title)}</span><b>{e(value)}</b><span class='muted'>{e(sub)}</span></div>"
@@ -341,6 +367,11 @@ def to_html(report: DeflectionReport) -> str:
         ("opened, then ticket anyway", lambda a: a.opened_then_submitted, _warn),
         ("ticket after open", lambda a: a.ticket_after_open_rate, pct),
     ]
+    not_counted_cols: list[Column] = [
+        ("what", lambda r: r[0], txt),
+        ("reason", lambda r: r[1], txt),
+        ("count", lambda r: r[2], num),
+    ]
     gaps = report.content_gaps
     theme_cols: list[Column] = [
         ("theme", lambda t: t.name, txt),
@@ -362,6 +393,11 @@ def to_html(report: DeflectionReport) -> str:
 <p>Among sessions where the engine had something to show, the share that sent the form within the window.
 The control group was shown nothing. {inc.pending:,} eligible sessions are still pending.</p>
 {_svg_ab(inc)}</section>
+<section id="not-counted"><h2>Not counted</h2>
+<p>{g.rejected_events:,} events were rejected by the server and {g.flagged_sessions:,} sessions were flagged as not
+a person; none of them is in any figure above.</p>
+{_table(_not_counted(g), not_counted_cols)}
+</section>
 <section id="abstention"><h2>Abstention</h2>
 <p>{ab.abstained:,} of {ab.calls:,} suggest calls ({_pct(ab.rate)}) showed nothing, by reason:</p>
 {_svg_bars(reasons, "Abstention rate by reason")}</section>

@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# one fixed deployment secret for the suite, so which sessions fall in the control group is the
+# same on every run (tests/test_provenance.py covers the secret generated into the data home)
+os.environ.setdefault("DEFLECT_SECRET", "tests-only-secret-never-deploy-this")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_KB = ROOT / "examples" / "helpcenter"
@@ -115,6 +118,25 @@ def write_kb(directory: Path, articles: dict[str, tuple[str, str]]) -> Path:
     for aid, (title, body) in articles.items():
         write(directory / f"{aid}.md", f"---\nid: {aid}\ntitle: {title}\nurl: https://help/{aid}\n---\n{body}\n")
     return directory
+
+
+#: settings that turn every rate limit off (tests that hammer the API on purpose)
+NO_LIMITS = {
+    "rate_limit_suggest": "",
+    "rate_limit_suggest_session": "",
+    "rate_limit_events": "",
+    "rate_limit_events_session": "",
+}
+
+
+def token(settings, session_id: str, request_id: str = "r1", variant: str = "treatment", issued=None) -> str:
+    """A genuine session token of the deployment in ``settings.home`` (what /v1/suggest returns)."""
+    from datetime import UTC, datetime, timedelta
+
+    from deflect.provenance import Provenance
+
+    issued = issued or datetime.now(UTC) - timedelta(minutes=1)
+    return Provenance.from_settings(settings).issue(session_id, request_id, variant, issued)
 
 
 def small_kb(tmp_path: Path, extra: dict | None = None) -> Path:

@@ -7,12 +7,14 @@ from deflect.api.main import create_app
 from deflect.config import Settings
 from deflect.engine import Engine
 from deflect.kb_ingest.pipeline import ingest
-from tests.conftest import Hammer, small_kb
+from tests.conftest import NO_LIMITS, Hammer, small_kb
 
 
 @pytest.fixture
 def settings(home):
-    return Settings(home=home, min_score=0.1, reload_interval=0.0, cors_origins=["https://shop.example"])
+    return Settings(
+        home=home, min_score=0.1, reload_interval=0.0, cors_origins=["https://shop.example"], control_share=0.0
+    )
 
 
 def test_suggest_returns_contract(client):
@@ -31,8 +33,10 @@ def test_suggest_returns_contract(client):
         "suggestions",
         "index_version",
         "model_version",
+        "token",
     }
     assert body["variant"] == "treatment" and body["abstained"] is False and body["intent"] is None
+    assert body["token"].startswith("1." + body["request_id"] + ".t.")
     assert body["suggestions"][0]["article_id"] == "pw"
     assert body["suggestions"][0]["url"] == "https://help/pw" and body["suggestions"][0]["snippet"]
     assert len(body["suggestions"]) <= 2
@@ -143,6 +147,7 @@ def test_cors_allow_list(client):
 
 
 def test_new_index_is_picked_up_without_restart_and_without_failing_requests(tmp_path, settings, fake_embedder):
+    settings = settings.model_copy(update=NO_LIMITS)
     v1 = ingest(small_kb(tmp_path), settings.home, fake_embedder).version
     engine = Engine(settings, fake_embedder)
     app = create_app(settings, engine=engine)

@@ -201,7 +201,7 @@ MEASUREMENT_KEYS = [
     "sessions_shown", "sessions_shown_closed", "pending", "click_through_rate", "helpful_rate",
     "feedback_sessions", "observed_deflection_rate", "observed_deflected_sessions",
     "self_reported_deflection_rate", "self_reported_deflected_sessions", "incremental", "abstention",
-    "by_intent", "by_article", "by_day", "gap_queries",
+    "by_intent", "by_article", "by_day", "gap_queries", "integrity",
 ]  # fmt: skip
 INCREMENTAL_KEYS = [
     "treatment_sessions", "control_sessions", "treatment_submit_rate", "control_submit_rate",
@@ -247,3 +247,55 @@ def test_report_renders_from_the_typed_measurement(scenario):
     rows = list(csv.reader(io.StringIO(to_csv(rep))))
     assert ["summary", "", "sessions", str(m.sessions)] in rows
     assert ["by_article", "a1", "title", "Reset your password"] in rows
+
+
+def test_sessions_that_cannot_be_a_person_are_flagged_and_left_out():
+    from dataclasses import replace
+
+    from deflect.eval.deflection import BotRules
+    from deflect.store.base import RejectedEvent
+
+    b = Builder()
+    # a genuine deflected session: counted
+    b.suggest("ok", T)
+    b.event("ok", "suggestions_shown", T)
+    b.event("ok", "article_opened", T + 10 * S, article_id="a1")
+    # too many suggest calls
+    for i in range(6):
+        b.suggest("many", T + i * S)
+        b.recs[-1] = replace(b.recs[-1], request_id=f"r-many-{i}")
+    b.event("many", "suggestions_shown", T + 10 * S)
+    # 4 events within one second
+    b.suggest("burst", T)
+    for i in range(4):
+        b.event("burst", "article_opened", T + 5 * S + i * timedelta(milliseconds=100), article_id="a1")
+    # shown and helpful two hours before its first suggest call (client time), and one with none at all
+    b.suggest("early", T + 3 * timedelta(hours=1))
+    b.event("early", "feedback", T + timedelta(hours=1), article_id="a1", helpful=True)
+    b.event("nosuggest", "suggestions_shown", T, request_id="made-up")
+    # one caller starting 3 sessions in an hour (the limit is 2); the same caller next hour is fine
+    for i in range(3):
+        b.suggest(f"bot{i}", T + i * 60 * S)
+        b.recs[-1] = replace(b.recs[-1], client="c1")
+        b.event(f"bot{i}", "suggestions_shown", T + i * 60 * S)
+        b.event(f"bot{i}", "form_submitted", T + i * 60 * S + 30 * S)
+    b.suggest("later", T + timedelta(hours=1, minutes=5))
+    b.recs[-1] = replace(b.recs[-1], client="c1")
+    rules = BotRules(max_suggest_calls=5, burst_events=3, clock_skew=timedelta(hours=1), busy_client_sessions=2)
+    rejected = [RejectedEvent(Event("x1", "s", "form_submitted", T, T), "bad_token")] * 2 + [
+        RejectedEvent(Event("x2", "s", "form_submitted", T, T), "no_token")
+    ]
+    m = measure(b.recs, b.events, window=H24, now=NOW, rules=rules, rejected=rejected)
+    assert m.integrity.flagged_by_reason == {
+        "too_many_suggests": 1,
+        "event_burst": 1,
+        "events_before_suggest": 2,
+        "busy_client": 3,
+    }
+    assert m.integrity.rejected_by_reason == {"bad_token": 2, "no_token": 1}
+    assert m.sessions == 2  # ok and later
+    assert m.sessions_shown_closed == 1 and m.observed_deflected_sessions == 1
+    assert m.to_dict()["integrity"]["flagged_sessions"] == 7
+    # with the default rules nothing here is a bot but the events before any suggestion
+    d = measure(b.recs, b.events, window=H24, now=NOW)
+    assert d.integrity.flagged_by_reason == {"events_before_suggest": 2}

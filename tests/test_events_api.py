@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,9 +21,12 @@ from deflect.engine import Engine
 from deflect.experiment import assign_variant
 from deflect.kb_ingest.pipeline import ingest
 from deflect.store import open_store
-from tests.conftest import ROOT, small_kb
+from tests.conftest import NO_LIMITS, ROOT, small_kb, token
 
-TS = "2026-11-23T10:15:02.120Z"
+# events are dated a few minutes ago: a token is valid for DEFLECT_TOKEN_TTL_HOURS after it is issued
+_NOW = datetime.now(UTC).replace(microsecond=0)
+TS = (_NOW - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S.120Z")
+LATER = (_NOW - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.fixture
@@ -44,16 +48,23 @@ def event(i: int = 0, **kw) -> dict:
     return e
 
 
+def signed(settings, batch: list[dict], issued=None) -> list[dict]:
+    """``batch`` with each event carrying a genuine token of its session (and request id)."""
+    when = issued or _NOW - timedelta(minutes=15)
+    return [{**e, "token": token(settings, e["session_id"], e.get("request_id") or "r1", issued=when)} for e in batch]
+
+
 def test_events_are_stored_and_retries_count_once(client, settings):
     batch = [
         event(1, type="suggestions_shown", request_id="r1"),
         event(2, type="article_opened", article_id="pw", request_id="r1"),
         event(3, type="feedback", article_id="pw", helpful=True),
     ]
+    batch = signed(settings, batch)
     r = client.post("/v1/events", json={"events": batch})
-    assert r.status_code == 200 and r.json() == {"accepted": 3, "duplicates": 0}
-    r = client.post("/v1/events", json={"events": batch + [event(4)]})  # the client retried, plus one new
-    assert r.json() == {"accepted": 1, "duplicates": 3}
+    assert r.status_code == 200 and r.json() == {"accepted": 3, "duplicates": 0, "rejected": 0}
+    r = client.post("/v1/events", json={"events": batch + signed(settings, [event(4)])})  # a retry, plus one new
+    assert r.json() == {"accepted": 1, "duplicates": 3, "rejected": 0}
     events, _ = stored(settings)
     assert sorted(e.event_id for e in events) == ["e1", "e2", "e3", "e4"]
     fb = next(e for e in events if e.type == "feedback")
@@ -87,7 +98,7 @@ def test_a_bad_event_names_its_index_and_field_and_nothing_is_stored(client, set
 def test_beacon_text_plain_is_read_as_json(client, settings):
     import json
 
-    body = json.dumps({"events": [event(7, type="form_abandoned")]})
+    body = json.dumps({"events": signed(settings, [event(7, type="form_abandoned")])})
     r = client.post("/v1/events", content=body, headers={"content-type": "text/plain;charset=UTF-8"})
     assert r.status_code == 200 and r.json()["accepted"] == 1
     assert client.get("/readyz").json()["events"]["store"].endswith("events.db")
@@ -105,11 +116,9 @@ def test_batch_limits(client):
     assert client.post("/v1/events", json=big).status_code == 413
 
 
-def test_events_before_any_suggest_and_out_of_order_are_kept(client, settings):
-    r = client.post(
-        "/v1/events",
-        json={"events": [event(2, ts="2026-11-23T10:20:00Z"), event(1, type="form_abandoned", ts=TS, session_id="s9")]},
-    )
+def test_events_out_of_order_are_kept(client, settings):
+    batch = [event(2, ts=LATER), event(1, type="form_abandoned", ts=TS, session_id="s9")]
+    r = client.post("/v1/events", json={"events": signed(settings, batch)})
     assert r.json()["accepted"] == 2
     assert [e.event_id for e in stored(settings)[0]] == ["e1", "e2"]
 
@@ -182,12 +191,19 @@ def test_events_get_503_when_the_store_cannot_be_opened(tmp_path, home, fake_emb
         assert c.post("/v1/suggest", json={"description": "reset password"}).status_code == 200
 
 
-def test_concurrent_clients_through_the_api_lose_nothing(client, settings):
+def test_concurrent_clients_through_the_api_lose_nothing(tmp_path, settings, fake_embedder):
+    settings = settings.model_copy(update=NO_LIMITS)
+    ingest(small_kb(tmp_path), settings.home, fake_embedder)
+    with TestClient(create_app(settings, engine=Engine(settings, fake_embedder))) as client:
+        _hammer_events(client, settings)
+
+
+def _hammer_events(client, settings):
     errors = []
 
     def post(w: int) -> None:
         for b in range(10):
-            batch = [event(i, session_id=f"w{w}", event_id=f"w{w}-{b}-{i}") for i in range(10)]
+            batch = signed(settings, [event(i, session_id=f"w{w}", event_id=f"w{w}-{b}-{i}") for i in range(10)])
             r = client.post("/v1/events", json={"events": batch})
             if r.status_code != 200 or r.json()["accepted"] != 10:
                 errors.append(r.text)
@@ -207,7 +223,7 @@ from deflect.api.main import create_app
 from deflect.config import Settings
 from deflect.engine import Engine
 from deflect.models.embedders import KeywordEmbedder
-s = Settings(home=sys.argv[1], reload_interval=3600)
+s = Settings(home=sys.argv[1], reload_interval=3600, rate_limit_events="", rate_limit_events_session="")
 uvicorn.run(create_app(s, engine=Engine(s, KeywordEmbedder(["password"]))), host="127.0.0.1",
             port=int(sys.argv[2]), log_level="warning")
 """
@@ -239,6 +255,7 @@ def test_acknowledged_events_survive_kill_9(tmp_path, home):
                 pass
             assert time.time() < deadline and proc.poll() is None, "server did not start"
             time.sleep(0.1)
+        tokens = {w: token(Settings(home=home), f"k{w}") for w in range(4)}
         acked: list[str] = []
         lock = threading.Lock()
         stop = threading.Event()
@@ -249,7 +266,7 @@ def test_acknowledged_events_survive_kill_9(tmp_path, home):
                 b = 0
                 while not stop.is_set():
                     ids = [f"{w}-{b}-{i}-{uuid.uuid4().hex[:6]}" for i in range(20)]
-                    body = {"events": [event(0, event_id=x, session_id=f"k{w}") for x in ids]}
+                    body = {"events": [event(0, event_id=x, session_id=f"k{w}", token=tokens[w]) for x in ids]}
                     try:
                         r = c.post("/v1/events", json=body)
                     except httpx.HTTPError:

@@ -17,6 +17,7 @@ SERVICE = {
     "deflect.engine",
     "deflect.events",
     "deflect.experiment",
+    "deflect.provenance",
     "deflect.recorder",
     "deflect.redact",
     "deflect.tuning",

@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             app.state.engine = Engine(settings)
         else:
             app.state.engine = engine
+        _ = app.state.engine.provenance  # the deployment secret: a bad one stops the start
         _open_recorder(app, settings)
         try:
             yield
@@ -143,6 +144,9 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         description="Suggests help-center articles while a customer types into a contact form.",
     )
     app.state.settings = settings
+    from deflect.api.guards import RateLimits
+
+    app.state.rate_limits = RateLimits(settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -13,6 +13,7 @@ MAX_SUBJECT = 500
 MAX_DESCRIPTION = 10_000
 MAX_FIELDS = 20
 MAX_FIELD_VALUE = 1_000
+MAX_TOKEN = 200
 
 
 class SuggestRequest(BaseModel):
@@ -27,6 +28,9 @@ class SuggestRequest(BaseModel):
     session_id: str | None = Field(None, max_length=128, description="Made by the widget; stable for a visit.")
     form_id: str | None = Field(None, max_length=128)
     k: int = Field(3, ge=1, le=10, strict=True, description="How many suggestions (1-10).")
+    token: str | None = Field(
+        None, max_length=MAX_TOKEN, description="The token of an earlier answer to this session (keeps its variant)."
+    )
 
     @field_validator("fields")
     @classmethod
@@ -69,6 +73,10 @@ class SuggestResponse(BaseModel):
     suggestions: list[SuggestionOut]
     index_version: str | None
     model_version: str | None
+    token: str | None = Field(
+        None,
+        description="Send it with this session's events and later suggest calls; null without a session_id.",
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -105,6 +113,11 @@ class EventIn(BaseModel):
     request_id: str | None = Field(None, max_length=64, description="The suggest call this event follows.")
     article_id: str | None = Field(None, max_length=256)
     helpful: bool | None = Field(None, strict=True, description="With feedback: did the article answer it?")
+    token: str | None = Field(
+        None,
+        max_length=MAX_TOKEN,
+        description="The token /v1/suggest returned to this session (for the request the event names, if any).",
+    )
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -138,3 +151,4 @@ class EventsRequest(BaseModel):
 class EventsResponse(BaseModel):
     accepted: int = Field(description="Newly stored (durably, before this response).")
     duplicates: int = Field(description="Already stored under the same event_id (a retry); not counted twice.")
+    rejected: int = Field(0, description="Kept apart and never counted: no valid token for their session.")

@@ -99,7 +99,7 @@ def report_cmd(
     ] = "meaning",
 ) -> None:
     """The deflection report: observed and incremental deflection, by intent, article and day, content gaps."""
-    from deflect.eval.deflection import measure
+    from deflect.eval.deflection import BotRules, measure
     from deflect.eval.report import build_report, to_csv, to_html, to_json
 
     if fmt not in ("html", "json", "csv"):
@@ -113,6 +113,7 @@ def report_cmd(
     settings = settings_for(home, database_url=database_url)
     if from_export is not None:
         recs, events = read_export(from_export)
+        rejected = []
     else:
         store = _store(settings)
         try:
@@ -120,6 +121,7 @@ def report_cmd(
             hi = t1 + win if t1 else None
             recs = store.suggestions(since=t0, until=hi)
             events = store.events(since=t0 - win if t0 else None, until=hi)
+            rejected = store.rejected(since=t0, until=hi)
         finally:
             store.close()
     vectors = None
@@ -128,7 +130,9 @@ def report_cmd(
 
         emb = load_embedder(settings)
         vectors = emb.encode
-    measured = measure(recs, events, since=t0, until=t1, window=win)
+    measured = measure(
+        recs, events, since=t0, until=t1, window=win, rejected=rejected, rules=BotRules.from_settings(settings)
+    )
     rep = build_report(measured, vectors=vectors, titles=_titles(settings.home))
     text = {"html": to_html, "json": to_json, "csv": to_csv}[fmt](rep)
     if out is None and fmt == "html":
@@ -144,7 +148,8 @@ def report_cmd(
         f"{measured.sessions:,} sessions, {measured.sessions_shown:,} shown suggestions; observed deflection "
         f"{_pct(measured.observed_deflection_rate)}, incremental {_pct(inc.incremental_deflection)}"
         + (f" (95% CI {_pct(ci[0])} to {_pct(ci[1])})" if ci else "")
-        + f"\nwrote {out}"
+        + f"; not counted: {measured.integrity.rejected_events:,} rejected events, "
+        f"{measured.integrity.flagged_sessions:,} flagged sessions" + f"\nwrote {out}"
     )
 
 

@@ -90,6 +90,8 @@ class SuggestRecord:
     model_version: str | None = None
     latency_ms: float = 0.0
     created_at: datetime = field(default_factory=utcnow)
+    #: a keyed hash of the caller's address (never the address): who opened how many sessions
+    client: str | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -109,32 +111,49 @@ class SuggestRecord:
 
 
 @dataclass
+class RejectedEvent:
+    """An event that is kept apart and never counted, with why (:data:`deflect.provenance.REJECT_REASONS`)."""
+
+    event: Event
+    reason: str
+
+
+@dataclass
 class AddResult:
-    """What happened to a batch of events: newly stored, and already there (same ``event_id``)."""
+    """What happened to a batch of events: newly stored, already there (same ``event_id``),
+    and kept apart as rejected."""
 
     accepted: int = 0
     duplicates: int = 0
+    rejected: int = 0
 
 
 @runtime_checkable
 class EventStore(Protocol):
     """Where suggestion records and widget events are kept.
 
-    ``write`` stores suggestion records and any number of event batches in one
-    transaction and returns one :class:`AddResult` per batch; when it returns, everything
-    is committed (durable). Events whose ``event_id`` is already stored are counted as
-    duplicates and not written again. Reads return rows ordered by time; ``since`` is
-    inclusive, ``until`` exclusive (client ``ts`` for events, ``created_at`` for suggestion
-    records). Raises :class:`deflect.core.errors.StoreError` when the database cannot be used.
+    ``write`` stores suggestion records, any number of event batches and rejected events
+    in one transaction and returns one :class:`AddResult` per batch; when it returns,
+    everything is committed (durable). Events whose ``event_id`` is already stored are
+    counted as duplicates and not written again. Reads return rows ordered by time;
+    ``since`` is inclusive, ``until`` exclusive (client ``ts`` for events, ``created_at``
+    for suggestion records, server ``received_at`` for rejected events, whose client time
+    may be forged). Raises :class:`deflect.core.errors.StoreError` when the database
+    cannot be used.
     """
 
     url: str
 
     def write(
-        self, suggestions: Sequence[SuggestRecord], event_batches: Sequence[Sequence[Event]]
+        self,
+        suggestions: Sequence[SuggestRecord],
+        event_batches: Sequence[Sequence[Event]],
+        rejected: Sequence[RejectedEvent] = (),
     ) -> list[AddResult]: ...
 
     def events(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Event]: ...
+
+    def rejected(self, *, since: datetime | None = None, until: datetime | None = None) -> list[RejectedEvent]: ...
 
     def suggestions(self, *, since: datetime | None = None, until: datetime | None = None) -> list[SuggestRecord]: ...
 
@@ -247,6 +266,40 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=_REPORT_INDEXES,
         postgres=_REPORT_INDEXES,
     ),
+    Migration(
+        3,
+        "rejected events, and the caller of each suggest call",
+        sqlite=(
+            """CREATE TABLE rejected_events (
+                event_id TEXT NOT NULL,
+                session_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                ts TEXT NOT NULL,
+                received_at TEXT NOT NULL,
+                request_id TEXT,
+                article_id TEXT,
+                helpful INTEGER,
+                reason TEXT NOT NULL
+            )""",
+            "CREATE INDEX rejected_received ON rejected_events (received_at)",
+            "ALTER TABLE suggestions ADD COLUMN client TEXT",
+        ),
+        postgres=(
+            """CREATE TABLE rejected_events (
+                event_id TEXT NOT NULL,
+                session_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                ts TIMESTAMPTZ NOT NULL,
+                received_at TIMESTAMPTZ NOT NULL,
+                request_id TEXT,
+                article_id TEXT,
+                helpful BOOLEAN,
+                reason TEXT NOT NULL
+            )""",
+            "CREATE INDEX rejected_received ON rejected_events (received_at)",
+            "ALTER TABLE suggestions ADD COLUMN client TEXT",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
@@ -255,8 +308,9 @@ LATEST = MIGRATIONS[-1].version
 EVENT_COLUMNS = "event_id, session_id, type, ts, received_at, request_id, article_id, helpful"
 SUGGEST_COLUMNS = (
     "request_id, session_id, variant, form_id, query, intent_label, intent_confidence, abstained, reason, "
-    "shown, would_show, top_score, index_version, model_version, latency_ms, created_at"
+    "shown, would_show, top_score, index_version, model_version, latency_ms, created_at, client"
 )
+REJECTED_COLUMNS = EVENT_COLUMNS + ", reason"
 
 
 def event_from_row(r: Sequence, ts) -> Event:
@@ -283,6 +337,7 @@ def suggest_from_row(r: Sequence, ts, ids) -> SuggestRecord:
         model_version=r[13],
         latency_ms=r[14],
         created_at=ts(r[15]),
+        client=r[16],
     )
 
 
@@ -290,6 +345,11 @@ def event_values(e: Event, ts, flag=lambda b: b) -> tuple:
     """The values of ``e`` in ``EVENT_COLUMNS`` order; ``ts`` and ``flag`` convert times and booleans."""
     helpful = None if e.helpful is None else flag(e.helpful)
     return (e.event_id, e.session_id, e.type, ts(e.ts), ts(e.received_at), e.request_id, e.article_id, helpful)
+
+
+def rejected_from_row(r: Sequence, ts) -> RejectedEvent:
+    """A :class:`RejectedEvent` from a row in ``REJECTED_COLUMNS`` order."""
+    return RejectedEvent(event_from_row(r[:8], ts), r[8])
 
 
 def suggest_values(r: SuggestRecord, ts, ids, flag=lambda b: b) -> tuple:
@@ -311,6 +371,7 @@ def suggest_values(r: SuggestRecord, ts, ids, flag=lambda b: b) -> tuple:
         r.model_version,
         r.latency_ms,
         ts(r.created_at),
+        r.client,
     )
 
 

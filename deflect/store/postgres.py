@@ -16,13 +16,16 @@ from deflect.core.errors import StoreError
 from deflect.store.base import (
     EVENT_COLUMNS,
     MIGRATIONS,
+    REJECTED_COLUMNS,
     SUGGEST_COLUMNS,
     AddResult,
     Event,
+    RejectedEvent,
     StoreBase,
     SuggestRecord,
     event_from_row,
     event_values,
+    rejected_from_row,
     suggest_from_row,
     suggest_values,
     to_utc,
@@ -105,7 +108,12 @@ class PostgresStore(StoreBase):
         return applied
 
     # ---- writes -----------------------------------------------------------------------
-    def write(self, suggestions: Sequence[SuggestRecord], event_batches: Sequence[Sequence[Event]]) -> list[AddResult]:
+    def write(
+        self,
+        suggestions: Sequence[SuggestRecord],
+        event_batches: Sequence[Sequence[Event]],
+        rejected: Sequence[RejectedEvent] = (),
+    ) -> list[AddResult]:
         from psycopg.types.json import Jsonb
 
         results = []
@@ -114,7 +122,7 @@ class PostgresStore(StoreBase):
                 with self._conn.cursor() as cur:
                     if suggestions:
                         cur.executemany(
-                            f"INSERT INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join(['%s'] * 16)}) "
+                            f"INSERT INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join(['%s'] * 17)}) "
                             "ON CONFLICT (request_id) DO NOTHING",
                             [suggest_values(r, to_utc, Jsonb) for r in suggestions],
                         )
@@ -131,6 +139,11 @@ class PostgresStore(StoreBase):
                             else:
                                 res.duplicates += 1
                         results.append(res)
+                    if rejected:
+                        cur.executemany(
+                            f"INSERT INTO rejected_events ({REJECTED_COLUMNS}) VALUES ({', '.join(['%s'] * 9)})",
+                            [(*event_values(r.event, to_utc), r.reason) for r in rejected],
+                        )
                 self._conn.commit()
             except self._psycopg.Error as exc:
                 raise self._fail("write", exc) from exc
@@ -165,6 +178,12 @@ class PostgresStore(StoreBase):
             f"SELECT {SUGGEST_COLUMNS} FROM suggestions", "created_at", since, until, "created_at, request_id"
         )
         return [suggest_from_row(r, to_utc, list) for r in rows]
+
+    def rejected(self, *, since: datetime | None = None, until: datetime | None = None) -> list[RejectedEvent]:
+        rows = self._select(
+            f"SELECT {REJECTED_COLUMNS} FROM rejected_events", "received_at", since, until, "received_at, event_id"
+        )
+        return [rejected_from_row(r, to_utc) for r in rows]
 
     def close(self) -> None:
         with self._lock:

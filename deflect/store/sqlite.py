@@ -18,9 +18,11 @@ from deflect.core.errors import StoreError
 from deflect.store.base import (
     EVENT_COLUMNS,
     MIGRATIONS,
+    REJECTED_COLUMNS,
     SUGGEST_COLUMNS,
     AddResult,
     Event,
+    RejectedEvent,
     StoreBase,
     SuggestRecord,
     dumps_ids,
@@ -28,6 +30,7 @@ from deflect.store.base import (
     event_values,
     iso,
     parse_iso,
+    rejected_from_row,
     suggest_from_row,
     suggest_values,
 )
@@ -92,14 +95,19 @@ class SQLiteStore(StoreBase):
         return applied
 
     # ---- writes -----------------------------------------------------------------------
-    def write(self, suggestions: Sequence[SuggestRecord], event_batches: Sequence[Sequence[Event]]) -> list[AddResult]:
+    def write(
+        self,
+        suggestions: Sequence[SuggestRecord],
+        event_batches: Sequence[Sequence[Event]],
+        rejected: Sequence[RejectedEvent] = (),
+    ) -> list[AddResult]:
         results = []
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 if suggestions:
                     self._conn.executemany(
-                        f"INSERT OR IGNORE INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+                        f"INSERT OR IGNORE INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join('?' * 17)})",
                         [suggest_values(r, iso, dumps_ids, int) for r in suggestions],
                     )
                 for batch in event_batches:
@@ -114,6 +122,11 @@ class SQLiteStore(StoreBase):
                         else:
                             res.duplicates += 1
                     results.append(res)
+                if rejected:
+                    self._conn.executemany(
+                        f"INSERT INTO rejected_events ({REJECTED_COLUMNS}) VALUES ({', '.join('?' * 9)})",
+                        [(*event_values(r.event, iso, int), r.reason) for r in rejected],
+                    )
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
@@ -147,6 +160,14 @@ class SQLiteStore(StoreBase):
                 f"SELECT {SUGGEST_COLUMNS} FROM suggestions{where} ORDER BY created_at, request_id", args
             ).fetchall()
         return [suggest_from_row(r, parse_iso, json.loads) for r in rows]
+
+    def rejected(self, *, since: datetime | None = None, until: datetime | None = None) -> list[RejectedEvent]:
+        where, args = self._range("received_at", since, until)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {REJECTED_COLUMNS} FROM rejected_events{where} ORDER BY received_at, event_id", args
+            ).fetchall()
+        return [rejected_from_row(r, parse_iso) for r in rows]
 
     def close(self) -> None:
         with self._lock:

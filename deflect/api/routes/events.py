@@ -1,4 +1,8 @@
-"""POST /v1/events: what the customer did, from the widget."""
+"""POST /v1/events: what the customer did, from the widget.
+
+An event is counted only with a valid token for its own session (:mod:`deflect.provenance`);
+the others are stored apart as rejected, with why, and the response says how many.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from deflect.api.deps import EngineDep
+from deflect.api.guards import forbidden_origin
 from deflect.api.schemas import ErrorResponse, EventsRequest, EventsResponse
-from deflect.store.base import Event, utcnow
+from deflect.store.base import Event, RejectedEvent, utcnow
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -16,17 +22,33 @@ router = APIRouter(prefix="/v1", tags=["events"])
 @router.post(
     "/events",
     response_model=EventsResponse,
-    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses={
+        403: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+        429: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    },
     summary="Report what the customer did (batched; retries with the same event_id count once)",
 )
-async def post_events(body: EventsRequest, request: Request):
+async def post_events(body: EventsRequest, request: Request, engine: EngineDep):
+    settings = request.app.state.settings
+    if (denied := forbidden_origin(request, settings.cors_origins)) is not None:
+        return denied
+    limits = getattr(request.app.state, "rate_limits", None)
+    if limits is not None:
+        address = request.client.host if request.client else None
+        if (over := await limits.check("events", address, [e.session_id for e in body.events])) is not None:
+            return over
     recorder = getattr(request.app.state, "recorder", None)
     if recorder is None:
         problem = getattr(request.app.state, "store_error", None) or "no event store configured"
         return JSONResponse(status_code=503, content={"error": "store_unavailable", "message": problem})
     now = utcnow()
-    events = [
-        Event(
+    provenance = engine.provenance
+    events: list[Event] = []
+    rejected: list[RejectedEvent] = []
+    for e in body.events:
+        event = Event(
             event_id=e.event_id,
             session_id=e.session_id,
             type=e.type,
@@ -36,8 +58,11 @@ async def post_events(body: EventsRequest, request: Request):
             article_id=e.article_id,
             helpful=e.helpful,
         )
-        for e in body.events
-    ]
+        reason = provenance.check(e.token, e.session_id, e.request_id, e.ts, now)
+        if reason is None:
+            events.append(event)
+        else:
+            rejected.append(RejectedEvent(event, reason))
     # acknowledged only once committed: the recorder resolves the future after its transaction
-    res = await asyncio.wrap_future(recorder.submit_events(events))
-    return EventsResponse(accepted=res.accepted, duplicates=res.duplicates)
+    res = await asyncio.wrap_future(recorder.submit_events(events, rejected))
+    return EventsResponse(accepted=res.accepted, duplicates=res.duplicates, rejected=res.rejected)

@@ -25,19 +25,25 @@ def encoder_pool() -> ThreadPoolExecutor:
 @router.post(
     "/suggest",
     response_model=SuggestResponse,
-    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses={422: {"model": ErrorResponse}, 429: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     summary="Suggest help-center articles for what the customer is typing",
 )
 async def suggest(body: SuggestRequest, engine: EngineDep, request: Request) -> Response:
     # The encoder (~2 ms, GIL released) runs in a small dedicated pool, one thread per core;
     # the rest (~1 ms of Python) stays on the event loop. Measured faster and with a lower
     # p99 than running the whole request in Starlette's 40-thread pool (docs/benchmarks.md).
+    limits = getattr(request.app.state, "rate_limits", None)
+    if limits is not None:
+        address = request.client.host if request.client else None
+        if (over := await limits.check("suggest", address, [body.session_id] if body.session_id else [])) is not None:
+            return over
     q = SuggestQuery(**body.model_dump())
     encoding = await asyncio.get_running_loop().run_in_executor(encoder_pool(), engine.encode_query, q.text())
     res = engine.suggest(q, encoding=encoding)
     recorder = request.app.state.recorder
     if recorder is not None and engine.settings.record_suggestions:
-        recorder.record_suggestion(suggest_record(q, res))  # written behind the response
+        client = engine.provenance.client_key(request.client.host if request.client else None)
+        recorder.record_suggestion(suggest_record(q, res, client))  # written behind the response
     out = SuggestResponse(
         request_id=res.request_id,
         variant=res.variant,
@@ -50,6 +56,7 @@ async def suggest(body: SuggestRequest, engine: EngineDep, request: Request) -> 
         ],
         index_version=res.index_version,
         model_version=res.model_version,
+        token=res.token,
     )
     # serialised once here; returning the model would make FastAPI validate it a second time
     return Response(content=out.model_dump_json(), media_type="application/json")
