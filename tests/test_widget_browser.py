@@ -569,3 +569,44 @@ def test_demo_lang_parameter_is_validated(api, asked, lang):
         assert r.status_code == 200 and f"<html lang='{lang}'>" in r.text
     r = httpx.get(api.url + "/demo/articles/no-such-article", params={"lang": asked})
     assert r.status_code == 404 and html.escape(DEMO_TEXTS[lang]["no_article"]) in r.text
+
+
+def test_events_the_api_could_not_take_are_kept_and_sent_on_a_later_page(api, browser):
+    """The events endpoint fails while the customer submits; the events wait in the page's
+    localStorage and are delivered, once, when a page with the widget opens again."""
+    sid = session_in("treatment", "p")
+    ctx, page = new_page(browser, sid)
+    page.route("**/v1/events", lambda route: route.fulfill(status=503, body="down"))
+    page.goto(api.url + "/demo")
+    type_query(page)
+    page.wait_for_selector(LINKS, timeout=10_000)
+    page.click("button.submit")
+    page.wait_for_url("**/demo/sent")
+    assert events_of(api.db, sid, {"form_submitted"}, timeout=1.5) == []
+    page.goto(api.url + "/demo")  # the same origin's storage, still failing
+    page.wait_for_timeout(800)
+    pending = page.evaluate("JSON.parse(localStorage.getItem('deflect.pending') || '[]')")
+    assert {"suggestions_shown", "form_submitted"} <= {e["type"] for e in pending}
+    assert all(e["token"] and e["session_id"] == sid for e in pending)
+    page.unroute("**/v1/events")
+    page.goto(api.url + "/demo")
+    evs = events_of(api.db, sid, {"suggestions_shown", "form_submitted"})
+    assert {"suggestions_shown", "form_submitted"} <= {e.type for e in evs}
+    assert len({e.event_id for e in evs}) == len(evs)
+    page.wait_for_timeout(500)
+    assert page.evaluate("localStorage.getItem('deflect.pending')") is None
+    assert page.errors == []
+    ctx.close()
+
+
+def test_a_session_without_a_suggest_answer_sends_no_events(api, browser):
+    sid = session_in("treatment", "n")
+    ctx, page = new_page(browser, sid)
+    posted = []
+    page.on("request", lambda r: posted.append(r) if r.url.endswith("/v1/events") else None)
+    page.goto(api.url + "/demo")
+    page.fill("#subject", "hi")  # typed, but no suggest call answered yet
+    page.click("button.submit")
+    page.wait_for_url("**/demo/sent")
+    assert posted == [] and events_of(api.db, sid, {"form_submitted"}, timeout=1.0) == []
+    ctx.close()

@@ -172,6 +172,21 @@
     }
   }
 
+  /** Read / write JSON in window[area]; storage may be blocked (private mode, policies). */
+  function load(area, key, fallback) {
+    try {
+      var v = JSON.parse(window[area].getItem(key));
+      return v == null ? fallback : v;
+    } catch (e) {
+      return fallback;
+    }
+  }
+  function save(area, key, value) {
+    try {
+      window[area].setItem(key, JSON.stringify(value));
+    } catch (e) {}
+  }
+
   /** Options from the script tag's data-* attributes. */
   function fromScriptTag(el) {
     if (!el) return null;
@@ -231,7 +246,13 @@
     this.t = Object.assign({}, TEXTS.en, TEXTS[this.lang], opts.texts || {});
     this.locale = localeTag(opts.locale); // explicit: always sent
     this.localeHint = this.locale ? null : localeTag(opts.lang || pageLang); // see localeFor
-    this.session = opts.sessionId || sessionId(opts.storageKey || "deflect.session");
+    var key = opts.storageKey || "deflect.session";
+    this.session = opts.sessionId || sessionId(key);
+    // the server's token for this session, per request id ("" = the latest): events carry it
+    this.tokenKey = key + ".tokens." + this.session;
+    this.tokens = load("sessionStorage", this.tokenKey, {});
+    // events not yet delivered survive a closed tab (localStorage) and are sent on a later page
+    this.pendingKey = "deflect.pending";
     this.queue = [];
     this.seq = 0;
     this.lastText = null;
@@ -247,6 +268,13 @@
     if (!this.description && !this.subject) return;
 
     this.build(opts.container);
+    var pending = load("localStorage", this.pendingKey, []);
+    if (pending.length) {
+      this.queue = pending.slice(-200);
+      setTimeout(function () {
+        self.safely(function () { self.flush(false); });
+      }, 500);
+    }
     var onInput = function () {
       self.typed = true;
       clearTimeout(self.timer);
@@ -379,6 +407,7 @@
       if (ctrl) ctrl.abort();
     }, this.timeout);
     var body = { subject: q.subject, description: q.description, session_id: this.session, k: this.k };
+    if (this.tokens[""]) body.token = this.tokens[""]; // keeps the session's group
     if (this.formId) body.form_id = this.formId;
     var locale = this.localeFor(q.joined);
     if (locale) body.locale = locale;
@@ -394,6 +423,10 @@
       })
       .then(function (res) {
         clearTimeout(timer);
+        if (res && res.token) {
+          self.tokens[""] = self.tokens[res.request_id] = res.token;
+          save("sessionStorage", self.tokenKey, self.tokens);
+        }
         if (seq !== self.seq || !res) return; // a newer request was made: never show a stale answer
         self.safely(function () { self.show(res); });
       })
@@ -484,11 +517,16 @@
     }
   };
 
+  /** Queue an event. Without a token (no suggest answer yet) there is nothing to attribute it
+   * to, and the server would not count it: it is not sent. */
   Widget.prototype.track = function (ev) {
+    ev.token = this.tokens[ev.request_id || ""] || this.tokens[""];
+    if (!ev.token) return;
     ev.event_id = uuid();
     ev.session_id = this.session;
     ev.ts = nowIso();
     this.queue.push(ev);
+    this.keep();
     var self = this;
     if (this.queue.length >= 20) this.flush(false);
     else if (!this.flushTimer)
@@ -496,6 +534,15 @@
         self.flushTimer = null;
         self.safely(function () { self.flush(false); });
       }, 1000);
+  };
+
+  /** Keep the undelivered events in localStorage: a lost form_submitted would look like a deflection. */
+  Widget.prototype.keep = function () {
+    if (this.queue.length) save("localStorage", this.pendingKey, this.queue.slice(-200));
+    else
+      try {
+        window.localStorage.removeItem(this.pendingKey);
+      } catch (e) {}
   };
 
   /** Send queued events. Each keeps its event_id, so a retry is never counted twice. */
@@ -511,6 +558,8 @@
         ok = navigator.sendBeacon(url, new Blob([payload], { type: "text/plain;charset=UTF-8" }));
       } catch (e) {}
       if (ok) {
+        // queued by the browser, not confirmed: the events stay in localStorage, and the next
+        // page sends them again (the same event_ids: counted once)
         if (this.queue.length) this.flush(true);
         return;
       }
@@ -526,6 +575,7 @@
       .then(function (r) {
         if (r.ok || (r.status >= 400 && r.status < 500 && r.status !== 408 && r.status !== 429)) {
           self.backoff = 1000; // stored, or refused for good: do not resend
+          self.keep();
           if (self.queue.length) self.flush(false);
           return;
         }
@@ -533,6 +583,7 @@
       })
       .catch(function () {
         self.queue = batch.concat(self.queue); // put back, same event_ids, and retry later
+        self.keep();
         var wait = self.backoff;
         self.backoff = Math.min(self.backoff * 2, 30000);
         setTimeout(function () {
