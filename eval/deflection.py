@@ -444,6 +444,8 @@ class DeflectionMeasurement:
     by_day: list[Breakdown]
     gap_queries: list[GapQuery]
     integrity: Integrity = field(default_factory=lambda: Integrity({}, {}))
+    #: content-gap sessions by ``why``, exact even when ``gap_queries`` is a sample
+    gap_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def sessions_without_suggest(self) -> int:
@@ -580,8 +582,8 @@ def measure(
     calls = [r for r in suggestions if r.session_id is None or r.session_id in in_period]
     calls = [r for r in calls if (since is None or r.created_at >= to_utc(since))]
     calls = [r for r in calls if (until is None or r.created_at < to_utc(until))]
-    reasons = Counter(r.reason for r in calls if r.abstained)
-    abstention = Abstention(len(calls), {k or "unknown": v for k, v in sorted(reasons.items())})
+    reasons = Counter(r.reason or "unknown" for r in calls if r.abstained)
+    abstention = Abstention(len(calls), dict(sorted(reasons.items())))
 
     # ---- by intent, by day -------------------------------------------------------------
     by_intent: dict[str, Breakdown] = {}
@@ -667,4 +669,5 @@ def measure(
         by_day=sorted(by_day.values(), key=lambda b: b.key),
         gap_queries=gaps,
         integrity=integrity,
+        gap_counts=dict(sorted(Counter(g.why for g in gaps).items())),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -102,12 +103,13 @@ def build_report(
     from deflect.eval.themes import themes
 
     gaps = measured.gap_queries
+    counts = measured.gap_counts or Counter(g.why for g in gaps)  # exact, even for a sample of the queries
     return DeflectionReport(
         measurement=measured,
         content_gaps=ContentGaps(
-            queries=len(gaps),
-            abstained=sum(g.why.startswith("abstained") for g in gaps),
-            ticket_after_suggestions=sum(g.why == "ticket_after_suggestions" for g in gaps),
+            queries=sum(counts.values()),
+            abstained=sum(v for k, v in counts.items() if k.startswith("abstained")),
+            ticket_after_suggestions=counts.get("ticket_after_suggestions", 0),
             themes=themes([g.query for g in gaps], [g.why for g in gaps], vectors=vectors),
         ),
         title=title,

@@ -66,8 +66,10 @@ def simulate(
     open_wrong: float = 0.25,
     no_suggest_share: float = 0.05,
     k: int = 3,
+    batch: int = 20_000,
 ) -> SimulationSummary:
-    """Write ``sessions`` simulated sessions into ``store`` (see the module docstring)."""
+    """Write ``sessions`` simulated sessions into ``store`` (see the module docstring), marked
+    as simulated, ``batch`` sessions per transaction."""
     if sessions < 1:
         raise InvalidInputError("--sessions must be at least 1", field="sessions")
     if not 0.0 <= true_effect < base_submit:
@@ -121,7 +123,7 @@ def simulate(
         nonlocal n_rows
         n_rows += len(recs) + len(events)
         rng.shuffle(events)  # arrival order is not client order
-        store.write(recs, [events[i : i + 100] for i in range(0, len(events), 100)])
+        store.bulk_load(recs, events, simulated=True)  # one transaction (COPY on PostgreSQL)
         recs.clear()
         events.clear()
 
@@ -172,7 +174,7 @@ def simulate(
             emit(sid, n, "form_submitted", now + sec(rng.uniform(20, 900)))
         elif rng.random() < 0.7:  # the beacon is sometimes lost
             emit(sid, n, "form_abandoned", now + sec(rng.uniform(10, 600)))
-        if len(recs) >= 2000:
+        if len(recs) >= batch:
             flush()
     flush()
     return SimulationSummary(sessions, n_rows, effect, len(eligible) / len(queries), start, end)

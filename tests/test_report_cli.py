@@ -49,7 +49,7 @@ def simulated(demo_home, tmp_path_factory):
 def test_report_recovers_the_true_effect_and_the_observed_rate_differs(simulated, tmp_path):
     home, url = simulated
     out = tmp_path / "report.json"
-    db = ["--home", str(home), "--database-url", url]
+    db = ["--home", str(home), "--database-url", url, "--include-simulated"]
     cli("report", *db, "--format", "json", "--out", str(out), "--themes-by", "words")
     r = json.loads(out.read_text())
     inc = r["incremental"]
@@ -70,8 +70,19 @@ def test_html_report_is_self_contained_with_its_sections_and_figures(simulated, 
     home, url = simulated
     html_path = tmp_path / "report.html"
     json_path = tmp_path / "report.json"
-    cli("report", "--home", str(home), "--database-url", url, "--out", str(html_path))
-    cli("report", "--home", str(home), "--database-url", url, "--format", "json", "--out", str(json_path))
+    cli("report", "--home", str(home), "--database-url", url, "--include-simulated", "--out", str(html_path))
+    cli(
+        "report",
+        "--home",
+        str(home),
+        "--database-url",
+        url,
+        "--include-simulated",
+        "--format",
+        "json",
+        "--out",
+        str(json_path),
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "deflection-report.html").write_text(html_path.read_text())
     r = json.loads(json_path.read_text())
@@ -93,11 +104,33 @@ def test_html_report_is_self_contained_with_its_sections_and_figures(simulated, 
 
 def test_csv_carries_the_same_figures(simulated):
     home, url = simulated
-    out = cli("report", "--home", str(home), "--database-url", url, "--format", "csv", "--themes-by", "words")
+    out = cli(
+        "report",
+        "--home",
+        str(home),
+        "--database-url",
+        url,
+        "--include-simulated",
+        "--format",
+        "csv",
+        "--themes-by",
+        "words",
+    )
     rows = list(csv.DictReader(io.StringIO(out)))
     got = {(r["section"], r["key"], r["metric"]): r["value"] for r in rows}
     js = json.loads(
-        cli("report", "--home", str(home), "--database-url", url, "--format", "json", "--themes-by", "words")
+        cli(
+            "report",
+            "--home",
+            str(home),
+            "--database-url",
+            url,
+            "--include-simulated",
+            "--format",
+            "json",
+            "--themes-by",
+            "words",
+        )
     )
     assert float(got[("incremental", "", "incremental_deflection")]) == pytest.approx(
         js["incremental"]["incremental_deflection"], rel=1e-5
@@ -117,7 +150,18 @@ def test_export_jsonl_and_parquet_and_report_from_an_export(simulated, tmp_path)
     assert kinds == {"suggestion", "event"}
     a = json.loads(cli("report", "--from-export", str(exp), "--format", "json", "--themes-by", "words"))
     b = json.loads(
-        cli("report", "--home", str(home), "--database-url", url, "--format", "json", "--themes-by", "words")
+        cli(
+            "report",
+            "--home",
+            str(home),
+            "--database-url",
+            url,
+            "--include-simulated",
+            "--format",
+            "json",
+            "--themes-by",
+            "words",
+        )
     )
     assert a["incremental"] == b["incremental"] and a["sessions"] == b["sessions"]
     pdir = tmp_path / "parquet"
@@ -131,9 +175,9 @@ def test_export_jsonl_and_parquet_and_report_from_an_export(simulated, tmp_path)
 
 def test_events_info_and_migrate(simulated, tmp_path):
     home, url = simulated
-    assert "schema:      2" in cli("events", "info", "--home", str(home), "--database-url", url)
+    assert "schema:      3" in cli("events", "info", "--home", str(home), "--database-url", url)
     fresh = f"sqlite:///{tmp_path / 'new.db'}"
-    assert "schema 0 -> 2 (applied 1, 2)" in cli("events", "migrate", "--home", str(home), "--database-url", fresh)
+    assert "schema 0 -> 3 (applied 1, 2, 3)" in cli("events", "migrate", "--home", str(home), "--database-url", fresh)
     assert "(up to date)" in cli("events", "migrate", "--home", str(home), "--database-url", fresh)
 
 

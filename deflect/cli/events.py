@@ -97,9 +97,18 @@ def report_cmd(
     themes_by: Annotated[
         str, typer.Option("--themes-by", help="Group content gaps by 'meaning' (the encoder) or 'words'.")
     ] = "meaning",
+    include_simulated: Annotated[
+        bool, typer.Option("--include-simulated", help="Count rows written by `deflect simulate`.")
+    ] = False,
+    in_memory: Annotated[
+        bool, typer.Option("--in-memory", help="Read every row into memory (the reference computation).")
+    ] = False,
 ) -> None:
-    """The deflection report: observed and incremental deflection, by intent, article and day, content gaps."""
+    """The deflection report: observed and incremental deflection, by intent, article and day, content gaps.
+
+    Computed in the event store (SQL), so memory does not grow with the number of sessions."""
     from deflect.eval.deflection import BotRules, measure
+    from deflect.eval.deflection_sql import measure_in_store
     from deflect.eval.report import build_report, to_csv, to_html, to_json
 
     if fmt not in ("html", "json", "csv"):
@@ -111,28 +120,44 @@ def report_cmd(
     if t0 and t1 and t0 >= t1:
         raise InvalidInputError("--since must be before --until", field="since")
     settings = settings_for(home, database_url=database_url)
+    rules = BotRules.from_settings(settings)
+    measured = None
     if from_export is not None:
         recs, events = read_export(from_export)
-        rejected = []
+        measured = measure(recs, events, since=t0, until=t1, window=win, rules=rules)
     else:
         store = _store(settings)
         try:
-            # a session that starts before --until may still act up to a window later
-            hi = t1 + win if t1 else None
-            recs = store.suggestions(since=t0, until=hi)
-            events = store.events(since=t0 - win if t0 else None, until=hi)
-            rejected = store.rejected(since=t0, until=hi)
+            if not in_memory:
+                measured = measure_in_store(
+                    store, since=t0, until=t1, window=win, rules=rules, include_simulated=include_simulated
+                )
+            else:
+                if not include_simulated and store.count_simulated():
+                    raise InvalidInputError(
+                        "--in-memory reads every row, simulated ones too: add --include-simulated",
+                        field="in_memory",
+                    )
+                # a session that starts before --until may still act up to a window later
+                hi = t1 + win if t1 else None
+                recs = store.suggestions(since=t0, until=hi)
+                events = store.events(since=t0 - win if t0 else None, until=hi)
+                rejected = store.rejected(since=t0, until=hi)
+                measured = measure(recs, events, since=t0, until=t1, window=win, rejected=rejected, rules=rules)
+            simulated_rows = 0 if include_simulated else store.count_simulated()
         finally:
             store.close()
+        if simulated_rows:
+            typer.echo(
+                f"left out {simulated_rows:,} simulated rows (deflect simulate): --include-simulated counts them",
+                err=True,
+            )
     vectors = None
     if themes_by == "meaning":
         from deflect.models.embedders import load_embedder
 
         emb = load_embedder(settings)
         vectors = emb.encode
-    measured = measure(
-        recs, events, since=t0, until=t1, window=win, rejected=rejected, rules=BotRules.from_settings(settings)
-    )
     rep = build_report(measured, vectors=vectors, titles=_titles(settings.home))
     text = {"html": to_html, "json": to_json, "csv": to_csv}[fmt](rep)
     if out is None and fmt == "html":
@@ -232,6 +257,7 @@ def _suggest_schema(pa):
             ("model_version", pa.string()),
             ("latency_ms", pa.float64()),
             ("created_at", ts),
+            ("client", pa.string()),
         ]
     )
 
@@ -297,16 +323,27 @@ def simulate_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     days: Annotated[int, typer.Option("--days", min=1, help="Spread sessions over this many days.")] = 14,
     home: HomeOpt = None,
-    database_url: DbOpt = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="The store to write into, named explicitly (default: simulated.db in the data home, never "
+            "the live event store).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Write simulated sessions (real engine answers, known true effect) into the event store."""
+    """Write simulated sessions (real engine answers, known true effect) into a store, marked as simulated."""
     from deflect.engine import Engine
     from deflect.eval.queries import load_queries
     from deflect.eval.simulate import simulate
 
     qs = load_queries(queries)
-    settings = settings_for(home, database_url=database_url)
-    store = _store(settings)
+    settings = settings_for(home)
+    target = database_url or f"sqlite:///{Path(settings.home) / 'simulated.db'}"
+    from deflect.store import open_store
+
+    store = open_store(target, settings.home)
     engine = Engine(settings)
 
     try:
@@ -318,7 +355,7 @@ def simulate_cmd(
             true_effect=true_effect,
             seed=seed,
             control_share=settings.control_share,
-            salt=settings.control_salt,
+            salt=settings.control_salt or engine.provenance.salt,
             days=days,
         )
     finally:
@@ -327,5 +364,6 @@ def simulate_cmd(
         f"simulated {summary.sessions:,} sessions ({summary.rows:,} rows) from {summary.start:%Y-%m-%d} to "
         f"{summary.end:%Y-%m-%d} into {store.url}; true effect {true_effect} (a right article opened lowers the "
         f"submit probability by {summary.effect_per_right_open:.3f}); engine shows something for "
-        f"{100 * summary.eligible_share:.0f}% of the queries"
+        f"{100 * summary.eligible_share:.0f}% of the queries\n"
+        f"report: deflect report --database-url {target} --include-simulated"
     )

@@ -159,11 +159,30 @@ class EventStore(Protocol):
 
     def schema_version(self) -> int: ...
 
+    def bulk_load(
+        self, suggestions: Sequence[SuggestRecord], events: Sequence[Event], *, simulated: bool = True
+    ) -> None: ...
+
+    def query_all(self, steps: Sequence[tuple[str, dict]]) -> list[list[tuple]]: ...
+
     def close(self) -> None: ...
 
 
 class StoreBase:
     """Convenience methods shared by the backends (built on ``write``)."""
+
+    def count_simulated(self) -> int:
+        """How many suggestion records and events are marked simulated (``deflect simulate``)."""
+        ((n,),) = self.query_all(
+            [
+                (
+                    "SELECT (SELECT COUNT(*) FROM suggestions WHERE simulated = :yes) "
+                    "+ (SELECT COUNT(*) FROM events WHERE simulated = :yes)",
+                    {"yes": True},
+                )
+            ]
+        )[0]
+        return int(n)
 
     def add_events(self, events: Sequence[Event]) -> AddResult:
         """Store one batch of events; returns how many were new and how many duplicates."""
@@ -268,7 +287,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         3,
-        "rejected events, and the caller of each suggest call",
+        "rejected events, the caller of each suggest call, simulated rows marked",
         sqlite=(
             """CREATE TABLE rejected_events (
                 event_id TEXT NOT NULL,
@@ -283,6 +302,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX rejected_received ON rejected_events (received_at)",
             "ALTER TABLE suggestions ADD COLUMN client TEXT",
+            "ALTER TABLE suggestions ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE events ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0",
         ),
         postgres=(
             """CREATE TABLE rejected_events (
@@ -298,6 +319,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX rejected_received ON rejected_events (received_at)",
             "ALTER TABLE suggestions ADD COLUMN client TEXT",
+            "ALTER TABLE suggestions ADD COLUMN simulated BOOLEAN NOT NULL DEFAULT false",
+            "ALTER TABLE events ADD COLUMN simulated BOOLEAN NOT NULL DEFAULT false",
         ),
     ),
 )

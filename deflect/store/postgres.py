@@ -44,6 +44,8 @@ def _safe_url(url: str) -> str:
 class PostgresStore(StoreBase):
     """An :class:`~deflect.store.base.EventStore` in a PostgreSQL database."""
 
+    dialect = "postgres"
+
     def __init__(self, url: str, *, migrate: bool = True, target: int | None = None) -> None:
         import psycopg
 
@@ -148,6 +150,58 @@ class PostgresStore(StoreBase):
             except self._psycopg.Error as exc:
                 raise self._fail("write", exc) from exc
         return results
+
+    def bulk_load(
+        self, suggestions: Sequence[SuggestRecord], events: Sequence[Event], *, simulated: bool = True
+    ) -> None:
+        """Many rows with ``COPY`` into staging tables, then inserted skipping ids already
+        stored, in one transaction, marked ``simulated``."""
+        import json
+
+        with self._lock:
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS bulk_suggestions "
+                        "(LIKE suggestions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                    )
+                    cur.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS bulk_events "
+                        "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                    )
+                    with cur.copy(f"COPY bulk_suggestions ({SUGGEST_COLUMNS}, simulated) FROM STDIN") as cp:
+                        for r in suggestions:
+                            cp.write_row((*suggest_values(r, to_utc, lambda ids: json.dumps(ids)), simulated))
+                    with cur.copy(f"COPY bulk_events ({EVENT_COLUMNS}, simulated) FROM STDIN") as cp:
+                        for e in events:
+                            cp.write_row((*event_values(e, to_utc), simulated))
+                    cur.execute(
+                        "INSERT INTO suggestions SELECT * FROM bulk_suggestions ON CONFLICT (request_id) DO NOTHING"
+                    )
+                    cur.execute(
+                        "INSERT INTO events SELECT DISTINCT ON (event_id) * FROM bulk_events "
+                        "ON CONFLICT (event_id) DO NOTHING"
+                    )
+                self._conn.commit()
+            except self._psycopg.Error as exc:
+                raise self._fail("bulk load", exc) from exc
+
+    def query_all(self, steps: Sequence[tuple[str, dict]]) -> list[list[tuple]]:
+        """Each step's rows, all in one read transaction, rolled back at the end."""
+        import re
+
+        out = []
+        with self._lock:
+            try:
+                with self._conn.cursor() as cur:
+                    for sql, params in steps:
+                        cur.execute(re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql), {k: v for k, v in params.items()})
+                        out.append(cur.fetchall() if cur.description else [])
+            except self._psycopg.Error as exc:
+                raise self._fail("query", exc) from exc
+            finally:
+                self._conn.rollback()
+        return out
 
     # ---- reads ------------------------------------------------------------------------
     def _select(self, sql: str, col: str, since: datetime | None, until: datetime | None, order: str) -> list[tuple]:

@@ -36,8 +36,22 @@ from deflect.store.base import (
 )
 
 
+def _sqlite_params(params: dict) -> dict:
+    """Times as the stored ISO text, booleans as 0/1."""
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, datetime):
+            v = iso(v)
+        elif isinstance(v, bool):
+            v = int(v)
+        out[k] = v
+    return out
+
+
 class SQLiteStore(StoreBase):
     """An :class:`~deflect.store.base.EventStore` in one SQLite file."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: str | Path, *, migrate: bool = True, target: int | None = None) -> None:
         self.path = Path(path)
@@ -133,6 +147,43 @@ class SQLiteStore(StoreBase):
                     self._conn.execute("ROLLBACK")
                 raise StoreError(f"event store {self.path}: write failed ({exc})") from exc
         return results
+
+    def bulk_load(
+        self, suggestions: Sequence[SuggestRecord], events: Sequence[Event], *, simulated: bool = True
+    ) -> None:
+        """Many rows in one transaction (ids already stored are skipped), marked ``simulated``."""
+        flag = int(simulated)
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(
+                    f"INSERT OR IGNORE INTO suggestions ({SUGGEST_COLUMNS}, simulated) VALUES ({', '.join('?' * 18)})",
+                    [(*suggest_values(r, iso, dumps_ids, int), flag) for r in suggestions],
+                )
+                self._conn.executemany(
+                    f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}, simulated) VALUES ({', '.join('?' * 9)})",
+                    [(*event_values(e, iso, int), flag) for e in events],
+                )
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise StoreError(f"event store {self.path}: bulk load failed ({exc})") from exc
+
+    def query_all(self, steps: Sequence[tuple[str, dict]]) -> list[list[tuple]]:
+        """Each step's rows, all in one read transaction, rolled back at the end."""
+        out = []
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN")
+                for sql, params in steps:
+                    out.append(self._conn.execute(sql, _sqlite_params(params)).fetchall())
+            except sqlite3.Error as exc:
+                raise StoreError(f"event store {self.path}: query failed ({exc})") from exc
+            finally:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+        return out
 
     # ---- reads ------------------------------------------------------------------------
     def _range(self, col: str, since: datetime | None, until: datetime | None) -> tuple[str, list]:
