@@ -16,6 +16,11 @@ runner = CliRunner()
 pytestmark = pytest.mark.slow
 
 
+def report(home, url: str, *args: str) -> str:
+    """``deflect report`` on the simulated store (its rows are marked simulated)."""
+    return cli("report", "--home", str(home), "--database-url", url, "--include-simulated", *args)
+
+
 def cli(*args: str) -> str:
     r = runner.invoke(app, list(args), catch_exceptions=False)
     assert r.exit_code == 0, r.output
@@ -70,14 +75,10 @@ def test_html_report_is_self_contained_with_its_sections_and_figures(simulated, 
     home, url = simulated
     html_path = tmp_path / "report.html"
     json_path = tmp_path / "report.json"
-    cli("report", "--home", str(home), "--database-url", url, "--include-simulated", "--out", str(html_path))
-    cli(
-        "report",
-        "--home",
-        str(home),
-        "--database-url",
+    report(home, url, "--out", str(html_path))
+    report(
+        home,
         url,
-        "--include-simulated",
         "--format",
         "json",
         "--out",
@@ -104,34 +105,10 @@ def test_html_report_is_self_contained_with_its_sections_and_figures(simulated, 
 
 def test_csv_carries_the_same_figures(simulated):
     home, url = simulated
-    out = cli(
-        "report",
-        "--home",
-        str(home),
-        "--database-url",
-        url,
-        "--include-simulated",
-        "--format",
-        "csv",
-        "--themes-by",
-        "words",
-    )
+    out = report(home, url, "--format", "csv", "--themes-by", "words")
     rows = list(csv.DictReader(io.StringIO(out)))
     got = {(r["section"], r["key"], r["metric"]): r["value"] for r in rows}
-    js = json.loads(
-        cli(
-            "report",
-            "--home",
-            str(home),
-            "--database-url",
-            url,
-            "--include-simulated",
-            "--format",
-            "json",
-            "--themes-by",
-            "words",
-        )
-    )
+    js = json.loads(report(home, url, "--format", "json", "--themes-by", "words"))
     assert float(got[("incremental", "", "incremental_deflection")]) == pytest.approx(
         js["incremental"]["incremental_deflection"], rel=1e-5
     )
@@ -149,20 +126,7 @@ def test_export_jsonl_and_parquet_and_report_from_an_export(simulated, tmp_path)
     kinds = {json.loads(x)["kind"] for x in lines[:5] + lines[-5:]}
     assert kinds == {"suggestion", "event"}
     a = json.loads(cli("report", "--from-export", str(exp), "--format", "json", "--themes-by", "words"))
-    b = json.loads(
-        cli(
-            "report",
-            "--home",
-            str(home),
-            "--database-url",
-            url,
-            "--include-simulated",
-            "--format",
-            "json",
-            "--themes-by",
-            "words",
-        )
-    )
+    b = json.loads(report(home, url, "--format", "json", "--themes-by", "words"))
     assert a["incremental"] == b["incremental"] and a["sessions"] == b["sessions"]
     pdir = tmp_path / "parquet"
     cli("events", "export", "--home", str(home), "--database-url", url, "--format", "parquet", "--out", str(pdir))
