@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from deflect.core.errors import InvalidInputError
 from deflect.eval.deflection import (
+    AFTER_SUGGEST,
     FLAG_REASONS,
     Abstention,
     ArticleFigures,
@@ -39,7 +40,7 @@ from deflect.eval.deflection import (
 )
 from deflect.store.base import parse_iso, to_utc
 
-AFTER = "('suggestions_shown', 'article_opened', 'feedback')"
+AFTER = "(" + ", ".join(f"'{t}'" for t in AFTER_SUGGEST) + ")"
 
 
 @dataclass(frozen=True)
@@ -197,20 +198,16 @@ def measure_in_store(
     }
     sim = "" if include_simulated else " AND simulated = :no"
 
-    def rng(col: str, lo: str) -> str:
-        parts = []
-        if p[lo] is not None:
-            parts.append(f"{col} >= :{lo}")
-        if hi is not None:
-            parts.append(f"{col} < :hi")
+    def rng(col: str, lo: str, up: str = "hi") -> str:
+        """`` AND col >= :lo AND col < :up``, each bound only when it is set."""
+        parts = [f"{col} >= :{lo}"] if p[lo] is not None else []
+        parts += [f"{col} < :{up}"] if p[up] is not None else []
         return "".join(f" AND {x}" for x in parts)
 
     sug_where = f"WHERE 1 = 1{rng('created_at', 'since')}{sim}"
     ev_where = f"WHERE 1 = 1{rng('ts', 'lo_e')}{sim}"
     eligible = f"({d.nonempty('would_show')} AND abstained = :no)"
-    period = "".join(
-        [" AND start >= :since" if since is not None else "", " AND start < :until" if until is not None else ""]
-    )
+    period = rng("start", "since", "until")
     steps: list[tuple[str, dict]] = [
         (f"CREATE TEMP TABLE rpt_sug AS SELECT * FROM suggestions {sug_where}", p),
         (f"CREATE TEMP TABLE rpt_ev AS SELECT * FROM events {ev_where}", p),
@@ -294,9 +291,7 @@ def measure_in_store(
         ),
     ]
     engaged = "(opened = 1 OR helpful = 1)"
-    calls_range = "".join(
-        [" AND created_at >= :since" if since is not None else "", " AND created_at < :until" if until else ""]
-    )
+    calls_range = rng("created_at", "since", "until")
     ok = "flag IS NULL"
     queries = {
         "flags": ("SELECT flag, COUNT(*) FROM rpt_p WHERE flag IS NOT NULL GROUP BY flag", {}),
@@ -375,12 +370,10 @@ def measure_in_store(
         "WHERE why IS NOT NULL GROUP BY why",
         {},
     )
-    rej = ["1 = 1"]
-    if since is not None:
-        rej.append("received_at >= :since")
-    if hi is not None:
-        rej.append("received_at < :hi")
-    queries["rejected"] = (f"SELECT reason, COUNT(*) FROM rejected_events WHERE {' AND '.join(rej)} GROUP BY reason", p)
+    queries["rejected"] = (
+        f"SELECT reason, COUNT(*) FROM rejected_events WHERE 1 = 1{rng('received_at', 'since')} GROUP BY reason",
+        p,
+    )
 
     # the content-gap queries, in session order: every one, or an even sample of max_gap_queries
     queries["gaps"] = (

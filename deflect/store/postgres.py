@@ -23,6 +23,7 @@ from deflect.store.base import (
     RejectedEvent,
     StoreBase,
     SuggestRecord,
+    dumps_ids,
     event_from_row,
     event_values,
     rejected_from_row,
@@ -156,8 +157,6 @@ class PostgresStore(StoreBase):
     ) -> None:
         """Many rows with ``COPY`` into staging tables, then inserted skipping ids already
         stored, in one transaction, marked ``simulated``."""
-        import json
-
         with self._lock:
             try:
                 with self._conn.cursor() as cur:
@@ -171,7 +170,7 @@ class PostgresStore(StoreBase):
                     )
                     with cur.copy(f"COPY bulk_suggestions ({SUGGEST_COLUMNS}, simulated) FROM STDIN") as cp:
                         for r in suggestions:
-                            cp.write_row((*suggest_values(r, to_utc, lambda ids: json.dumps(ids)), simulated))
+                            cp.write_row((*suggest_values(r, to_utc, dumps_ids), simulated))
                     with cur.copy(f"COPY bulk_events ({EVENT_COLUMNS}, simulated) FROM STDIN") as cp:
                         for e in events:
                             cp.write_row((*event_values(e, to_utc), simulated))
@@ -195,7 +194,7 @@ class PostgresStore(StoreBase):
             try:
                 with self._conn.cursor() as cur:
                     for sql, params in steps:
-                        cur.execute(re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql), {k: v for k, v in params.items()})
+                        cur.execute(re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql), params)
                         out.append(cur.fetchall() if cur.description else [])
             except self._psycopg.Error as exc:
                 raise self._fail("query", exc) from exc
