@@ -211,7 +211,6 @@ def measure_in_store(
     steps: list[tuple[str, dict]] = [
         (f"CREATE TEMP TABLE rpt_sug AS SELECT * FROM suggestions {sug_where}", p),
         (f"CREATE TEMP TABLE rpt_ev AS SELECT * FROM events {ev_where}", p),
-        ("CREATE INDEX rpt_ev_sid ON rpt_ev (session_id)", {}),
         ("CREATE INDEX rpt_ev_type ON rpt_ev (type, session_id)", {}),
         ("CREATE INDEX rpt_sug_rid ON rpt_sug (request_id)", {}),
         *first_last(d, eligible, p),

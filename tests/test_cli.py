@@ -99,3 +99,27 @@ def test_finetune_within_a_time_budget_serves_with_its_own_encoder(tmp_path, rea
     )
     res = json.loads(r.stdout)
     assert res["model_version"] == manifest["version"] and res["intent"]["label"]
+
+
+def test_events_delete_prints_what_it_deleted_and_needs_a_condition(tmp_path):
+    from datetime import UTC, datetime
+
+    from deflect.store import Event, open_store
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    t = datetime(2026, 1, 5, tzinfo=UTC)
+    s = open_store(url)
+    s.add_events([Event("e1", "s1", "form_submitted", t, t), Event("e2", "s2", "form_submitted", t, t)])
+    s.close()
+    base = ["events", "delete", "--home", str(tmp_path), "--database-url", url]
+    r = runner.invoke(app, base)
+    assert r.exit_code == 1 and "--session" in r.output
+    r = runner.invoke(app, [*base, "--before", "yesterday"])
+    assert r.exit_code == 1 and "--before" in r.output
+    r = runner.invoke(app, [*base, "--session", "s1", "--dry-run"])
+    assert r.exit_code == 0 and "would delete 1 rows of session 's1'" in r.output
+    r = runner.invoke(app, [*base, "--session", "s1"])
+    assert r.exit_code == 0 and "deleted 1 rows of session 's1'" in r.output
+    assert "events" in r.output and "sessions:    1" in runner.invoke(app, ["events", "info", *base[2:]]).output
+    r = runner.invoke(app, [*base, "--before", "2026-02-01"])
+    assert "deleted 1 rows of before 2026-02-01T00:00:00+00:00" in r.output

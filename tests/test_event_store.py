@@ -180,3 +180,48 @@ def test_default_url_is_events_db_in_the_home(tmp_path):
 def test_unreachable_postgres_is_a_store_error():
     with pytest.raises(StoreError, match="cannot connect"):
         open_store("postgresql://nobody@127.0.0.1:1/none")
+
+
+def _fill(store) -> None:
+    from deflect.store.base import RejectedEvent
+
+    store.write(
+        [rec("r1", "s1", 0), rec("r2", "s2", 0), rec("r3", "s1", 60 * 24 * 10)],
+        [[ev("e1", "s1", minutes=1), ev("e2", "s2", minutes=2), ev("e3", "s1", minutes=60 * 24 * 10 + 1)]],
+        [RejectedEvent(ev("x1", "s1", minutes=3), "bad_token")],
+    )
+
+
+def test_delete_a_session_removes_its_rows_in_every_table_and_nothing_else(store):
+    _fill(store)
+    assert store.delete(session_id="s1", dry_run=True) == {"suggestions": 2, "events": 2, "rejected_events": 1}
+    assert len(store.events()) == 3  # a dry run deletes nothing
+    assert store.delete(session_id="s1") == {"suggestions": 2, "events": 2, "rejected_events": 1}
+    assert {e.session_id for e in store.events()} == {"s2"}
+    assert [r.request_id for r in store.suggestions()] == ["r2"]
+    assert store.rejected() == []
+    assert store.delete(session_id="s1") == {"suggestions": 0, "events": 0, "rejected_events": 0}
+
+
+def test_delete_before_a_date_keeps_newer_rows(store):
+    _fill(store)
+    cut = T0 + timedelta(days=5)
+    assert store.delete(before=cut) == {"suggestions": 2, "events": 2, "rejected_events": 1}
+    assert [e.event_id for e in store.events()] == ["e3"]
+    assert [r.request_id for r in store.suggestions()] == ["r3"]
+    assert store.counts() == {"suggestions": 1, "events": 1, "rejected": 0, "sessions": 1}
+
+
+def test_delete_both_conditions_means_that_session_before_the_date(store):
+    _fill(store)
+    assert store.delete(session_id="s1", before=T0 + timedelta(days=5)) == {
+        "suggestions": 1,
+        "events": 1,
+        "rejected_events": 1,
+    }
+    assert sorted(e.event_id for e in store.events()) == ["e2", "e3"]
+
+
+def test_delete_needs_a_condition(store):
+    with pytest.raises(ValueError, match="session id or a date"):
+        store.delete()

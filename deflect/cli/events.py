@@ -1,4 +1,4 @@
-"""deflect report / events export|migrate|info / simulate."""
+"""deflect report / events export|migrate|info|delete / simulate."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import typer
 from deflect.cli.common import HomeOpt, friendly, settings_for
 from deflect.core.errors import InvalidInputError
 
-events_app = typer.Typer(help="The event store: export, migrate, inspect.", no_args_is_help=True)
+events_app = typer.Typer(help="The event store: export, migrate, inspect, delete.", no_args_is_help=True)
 
 DbOpt = Annotated[
     str | None,
@@ -297,17 +297,54 @@ def migrate_cmd(home: HomeOpt = None, database_url: DbOpt = None) -> None:
         store.close()
 
 
+@events_app.command("delete")
+@friendly
+def delete_cmd(
+    session: Annotated[
+        str | None, typer.Option("--session", help="Delete every row of this session (a privacy request).")
+    ] = None,
+    before: Annotated[
+        str | None,
+        typer.Option("--before", help="Delete every row older than this (ISO 8601, UTC): a retention period."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be deleted; delete nothing.")] = False,
+    home: HomeOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Delete a session's rows, or every row before a date, from the event store; prints what it deleted.
+
+    Suggestion records count from when they were made, events from their time, rejected events
+    from when they arrived. With both options, only that session's rows before the date go.
+    """
+    if session is None and before is None:
+        raise InvalidInputError("name what to delete: --session ID, --before DATE, or both", field="session")
+    if session is not None and not session.strip():
+        raise InvalidInputError("--session must not be empty", field="session")
+    t = parse_when(before, "before")
+    store = _store(settings_for(home, database_url=database_url))
+    try:
+        counts = store.delete(session_id=session, before=t, dry_run=dry_run)
+    finally:
+        store.close()
+    what = " and ".join(
+        x for x in (f"session {session!r}" if session else "", f"before {t.isoformat()}" if t else "") if x
+    )
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{store.url}: {verb} {sum(counts.values()):,} rows of {what}")
+    for table, n in counts.items():
+        typer.echo(f"  {table:<16} {n:>10,}")
+
+
 @events_app.command("info")
 @friendly
 def info_cmd(home: HomeOpt = None, database_url: DbOpt = None) -> None:
     """Where the event store is, its schema version, and how many rows it holds."""
     store = _store(settings_for(home, database_url=database_url))
     try:
-        recs, events = store.suggestions(), store.events()
+        n = store.counts()
         typer.echo(
             f"store:       {store.url}\nschema:      {store.schema_version()}\n"
-            f"suggestions: {len(recs):,}\nevents:      {len(events):,}\n"
-            f"sessions:    {len({r.session_id for r in recs if r.session_id} | {e.session_id for e in events}):,}"
+            + "".join(f"{k + ':':<12} {v:,}\n" for k, v in n.items())
         )
     finally:
         store.close()

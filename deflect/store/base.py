@@ -165,6 +165,14 @@ class EventStore(Protocol):
 
     def query_all(self, steps: Sequence[tuple[str, dict]]) -> list[list[tuple]]: ...
 
+    def modify_all(self, steps: Sequence[tuple[str, dict]]) -> list[int]: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def delete(
+        self, *, session_id: str | None = None, before: datetime | None = None, dry_run: bool = False
+    ) -> dict[str, int]: ...
+
     def close(self) -> None: ...
 
 
@@ -184,6 +192,39 @@ class StoreBase:
         )[0]
         return int(n)
 
+    def counts(self) -> dict[str, int]:
+        """How many suggestion records, events, rejected events and sessions the store holds
+        (simulated rows included), counted in the database."""
+        ((s, e, r, n),) = self.query_all(
+            [
+                (
+                    "SELECT (SELECT COUNT(*) FROM suggestions), (SELECT COUNT(*) FROM events), "
+                    "(SELECT COUNT(*) FROM rejected_events), (SELECT COUNT(*) FROM (SELECT session_id FROM "
+                    "suggestions WHERE session_id IS NOT NULL UNION SELECT session_id FROM events) x)",
+                    {},
+                )
+            ]
+        )[0]
+        return {"suggestions": int(s), "events": int(e), "rejected": int(r), "sessions": int(n)}
+
+    def delete(
+        self, *, session_id: str | None = None, before: datetime | None = None, dry_run: bool = False
+    ) -> dict[str, int]:
+        """Delete one session's rows (a privacy request) or every row older than ``before`` (a
+        retention period), or both conditions at once, in one transaction; returns how many
+        rows each table lost (with ``dry_run``: would lose, nothing is deleted)."""
+        if session_id is None and before is None:
+            raise ValueError("delete needs a session id or a date")
+        steps = []
+        for table, col in _DELETE_FROM:
+            cond = (["session_id = :sid"] if session_id is not None else []) + (
+                [f"{col} < :before"] if before is not None else []
+            )
+            verb = "SELECT COUNT(*)" if dry_run else "DELETE"
+            steps.append((f"{verb} FROM {table} WHERE {' AND '.join(cond)}", {"sid": session_id, "before": before}))
+        counts = [int(rows[0][0]) for rows in self.query_all(steps)] if dry_run else self.modify_all(steps)
+        return {table: n for (table, _), n in zip(_DELETE_FROM, counts, strict=True)}
+
     def add_events(self, events: Sequence[Event]) -> AddResult:
         """Store one batch of events; returns how many were new and how many duplicates."""
         return self.write([], [events])[0]
@@ -191,6 +232,10 @@ class StoreBase:
     def add_suggestions(self, records: Sequence[SuggestRecord]) -> None:
         """Store suggestion records (a request id already stored is left as it was)."""
         self.write(records, [])
+
+
+# each table, and the time its retention period is counted from
+_DELETE_FROM = (("suggestions", "created_at"), ("events", "ts"), ("rejected_events", "received_at"))
 
 
 # ---- schema migrations -------------------------------------------------------------------

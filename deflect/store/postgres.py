@@ -8,6 +8,7 @@ upgrade the schema exactly once.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,9 +38,12 @@ _MIGRATION_LOCK = 0x64656631  # "def1": the advisory lock key for schema upgrade
 
 def _safe_url(url: str) -> str:
     """The URL without its password, for messages."""
-    import re
-
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def _named(sql: str) -> str:
+    """``:name`` parameters (the form the report's SQL uses) as psycopg's ``%(name)s``."""
+    return re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
 
 
 class PostgresStore(StoreBase):
@@ -187,19 +191,32 @@ class PostgresStore(StoreBase):
 
     def query_all(self, steps: Sequence[tuple[str, dict]]) -> list[list[tuple]]:
         """Each step's rows, all in one read transaction, rolled back at the end."""
-        import re
-
         out = []
         with self._lock:
             try:
                 with self._conn.cursor() as cur:
                     for sql, params in steps:
-                        cur.execute(re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql), params)
+                        cur.execute(_named(sql), params)
                         out.append(cur.fetchall() if cur.description else [])
             except self._psycopg.Error as exc:
                 raise self._fail("query", exc) from exc
             finally:
                 self._conn.rollback()
+        return out
+
+    def modify_all(self, steps: Sequence[tuple[str, dict]]) -> list[int]:
+        """Each step's count of rows changed, all in one write transaction, committed at the end
+        (or none of them, when one fails)."""
+        out = []
+        with self._lock:
+            try:
+                with self._conn.cursor() as cur:
+                    for sql, params in steps:
+                        cur.execute(_named(sql), params)
+                        out.append(cur.rowcount)
+                self._conn.commit()
+            except self._psycopg.Error as exc:
+                raise self._fail("change", exc) from exc
         return out
 
     # ---- reads ------------------------------------------------------------------------

@@ -185,6 +185,22 @@ class SQLiteStore(StoreBase):
                     self._conn.execute("ROLLBACK")
         return out
 
+    def modify_all(self, steps: Sequence[tuple[str, dict]]) -> list[int]:
+        """Each step's count of rows changed, all in one write transaction, committed at the end
+        (or none of them, when one fails)."""
+        out = []
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for sql, params in steps:
+                    out.append(self._conn.execute(sql, _sqlite_params(params)).rowcount)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise StoreError(f"event store {self.path}: change failed ({exc})") from exc
+        return out
+
     # ---- reads ------------------------------------------------------------------------
     def _range(self, col: str, since: datetime | None, until: datetime | None) -> tuple[str, list]:
         where, args = [], []
