@@ -158,6 +158,13 @@ class Settings(BaseSettings):
     bot_busy_client_sessions: int = Field(
         default=30, ge=1, description="A caller starting more sessions than this in one hour has them all flagged."
     )
+    ticket_cost: float | None = Field(
+        default=None, ge=0, description="What one ticket costs the team; the report prices tickets avoided with it."
+    )
+    ticket_cost_form: float | None = Field(default=None, ge=0, description="Cost of a ticket from the web form.")
+    ticket_cost_chat: float | None = Field(default=None, ge=0, description="Cost of a chat conversation.")
+    ticket_cost_email: float | None = Field(default=None, ge=0, description="Cost of an e-mail ticket.")
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code the costs are in.")
     rate_limit_storage: str = Field(
         default="memory://",
         description="Rate-limit counters: memory:// (one process) or redis://HOST:PORT (shared by replicas).",

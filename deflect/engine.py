@@ -42,6 +42,8 @@ class SuggestQuery:
     locale: str | None = None
     session_id: str | None = None
     form_id: str | None = None
+    #: where the ticket would come from: form, chat or email (deflect.store.base.CHANNELS)
+    channel: str = "form"
     k: int = 3
     #: the token of an earlier answer to this session: it fixes the session's variant
     token: str | None = None

@@ -19,6 +19,7 @@ def suggest_record(q: SuggestQuery, res: SuggestResult, client: str | None = Non
         session_id=q.session_id,
         variant=res.variant,
         form_id=q.form_id,
+        channel=q.channel,
         query=redact(q.text()),
         abstained=res.abstained,
         reason=res.reason,

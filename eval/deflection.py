@@ -19,6 +19,9 @@ Definitions (all per session; a session is everything carrying one ``session_id`
 - **Incremental deflection** = submit rate of eligible control sessions − submit rate of
   eligible treatment sessions, with a 95% Wald interval (unpooled variances); **tickets
   avoided** = that difference × eligible treatment sessions.
+- **By channel**: the experiment again within each channel (form, chat, e-mail: the
+  ``channel`` of the session's first suggest call), so that each channel's tickets avoided
+  can be priced at its own cost (:func:`money`).
 - A session whose window has not closed by ``as_of`` (the end of the data: ``until`` +
   window, or now, whichever is earlier) is **pending**: left out of every rate above and
   counted separately, so a report run today never counts today's customers as deflected.
@@ -117,6 +120,10 @@ class Session:
     @property
     def variant(self) -> str | None:
         return self.suggestions[0].variant if self.suggestions else None
+
+    @property
+    def channel(self) -> str | None:
+        return self.suggestions[0].channel if self.suggestions else None
 
     def of_type(self, type_: str) -> list[Event]:
         return [e for e in self.events if e.type == type_]
@@ -446,6 +453,8 @@ class DeflectionMeasurement:
     integrity: Integrity = field(default_factory=lambda: Integrity({}, {}))
     #: content-gap sessions by ``why``, exact even when ``gap_queries`` is a sample
     gap_counts: dict[str, int] = field(default_factory=dict)
+    #: the experiment within each channel that has eligible sessions
+    incremental_by_channel: dict[str, Incremental] = field(default_factory=dict)
 
     @property
     def sessions_without_suggest(self) -> int:
@@ -500,6 +509,7 @@ class DeflectionMeasurement:
             "sessions_by_variant": dict(self.sessions_by_variant),
             **head,
             "incremental": self.incremental.to_dict(),
+            "incremental_by_channel": {k: v.to_dict() for k, v in self.incremental_by_channel.items()},
             "abstention": self.abstention.to_dict(),
             "by_intent": [b.to_dict() for b in self.by_intent],
             "by_article": [a.to_dict() for a in self.by_article],
@@ -507,6 +517,134 @@ class DeflectionMeasurement:
             "gap_queries": [g.to_dict() for g in self.gap_queries],
             "integrity": self.integrity.to_dict(),
         }
+
+
+@dataclass(frozen=True)
+class TicketCosts:
+    """What one ticket costs the support team: per channel, else ``default`` (settings
+    ``ticket_cost``, ``ticket_cost_form``, ``ticket_cost_chat``, ``ticket_cost_email``)."""
+
+    default: float | None = None
+    by_channel: dict[str, float] = field(default_factory=dict)
+    currency: str = "USD"
+
+    def cost(self, channel: str) -> float | None:
+        return self.by_channel.get(channel, self.default)
+
+    @property
+    def configured(self) -> bool:
+        return self.default is not None or bool(self.by_channel)
+
+
+@dataclass(frozen=True)
+class ChannelMoney:
+    """One channel's tickets avoided priced at its cost per ticket, with 95% intervals."""
+
+    channel: str
+    cost_per_ticket: float | None
+    tickets_avoided: float | None
+    tickets_avoided_ci95: tuple[float, float] | None
+    saved: float | None
+    saved_ci95: tuple[float, float] | None
+
+    def to_dict(self) -> dict:
+        return {
+            "channel": self.channel,
+            "cost_per_ticket": self.cost_per_ticket,
+            "tickets_avoided": self.tickets_avoided,
+            "tickets_avoided_ci95": list(self.tickets_avoided_ci95) if self.tickets_avoided_ci95 else None,
+            "saved": self.saved,
+            "saved_ci95": list(self.saved_ci95) if self.saved_ci95 else None,
+        }
+
+
+@dataclass(frozen=True)
+class Money:
+    """What the tickets avoided are worth: per channel and in total, with 95% intervals."""
+
+    currency: str
+    channels: list[ChannelMoney]
+    saved: float | None
+    saved_ci95: tuple[float, float] | None
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        return {
+            "currency": self.currency,
+            "saved": self.saved,
+            "saved_ci95": list(self.saved_ci95) if self.saved_ci95 else None,
+            "by_channel": [c.to_dict() for c in self.channels],
+            "notes": list(self.notes),
+        }
+
+
+def money(m: DeflectionMeasurement, costs: TicketCosts) -> Money | None:
+    """Tickets avoided times the cost per ticket, per channel, and their sum (None when no
+    cost is configured).
+
+    Each channel's tickets avoided is its incremental deflection × its eligible treatment
+    sessions; the channels are independent samples, so the total's 95% interval adds their
+    Wald variances: ``saved ± 1.96 · sqrt(Σ (cost · sessions · se)²)``. A channel without a
+    cost, or without both groups, is left out of the total and named in ``notes``."""
+    if not costs.configured:
+        return None
+    rows, notes = [], []
+    total, var = 0.0, 0.0
+    for ch, inc in m.incremental_by_channel.items():
+        cost, d = costs.cost(ch), inc.difference
+        if d is None:
+            notes.append(f"{ch}: no eligible sessions in one of the groups, not priced")
+            rows.append(ChannelMoney(ch, cost, None, None, None, None))
+            continue
+        n = inc.treatment_sessions
+        tickets, half = d.estimate * n, (d.high - d.estimate) * n
+        if cost is None:
+            notes.append(f"{ch}: no cost per ticket configured (ticket_cost_{ch} or ticket_cost), not priced")
+            rows.append(ChannelMoney(ch, None, tickets, (tickets - half, tickets + half), None, None))
+            continue
+        saved = tickets * cost
+        rows.append(
+            ChannelMoney(
+                ch, cost, tickets, (tickets - half, tickets + half), saved, (saved - half * cost, saved + half * cost)
+            )
+        )
+        total += saved
+        var += (half * cost / Z95) ** 2
+    priced = any(r.saved is not None for r in rows)
+    half_total = Z95 * math.sqrt(var)
+    return Money(
+        currency=costs.currency,
+        channels=rows,
+        saved=total if priced else None,
+        saved_ci95=(total - half_total, total + half_total) if priced else None,
+        notes=notes,
+    )
+
+
+def pool_channels(cells: dict[tuple[str, str], Sequence[int]]) -> dict[tuple[str, str], list[int]]:
+    """The cells of every channel added up, under the channel ``""``."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for (_, v), c in cells.items():
+        acc = out.setdefault(("", v), [0, 0, 0])
+        for i in range(3):
+            acc[i] += c[i]
+    return out
+
+
+def experiment_by_channel(cells: dict[tuple[str, str], Sequence[int]]) -> dict[str, Incremental]:
+    """:class:`Incremental` per channel from ``(channel, variant) -> (pending, closed,
+    submitted)`` counts of eligible sessions (both computations of the report share it)."""
+    out = {}
+    for ch in sorted({ch for ch, _ in cells}):
+        t, c = cells.get((ch, "treatment"), (0, 0, 0)), cells.get((ch, "control"), (0, 0, 0))
+        out[ch] = Incremental(
+            treatment_sessions=int(t[1] or 0),
+            control_sessions=int(c[1] or 0),
+            treatment_submitted=int(t[2] or 0),
+            control_submitted=int(c[2] or 0),
+            pending=int((t[0] or 0) + (c[0] or 0)),
+        )
+    return out
 
 
 def measure(
@@ -560,23 +698,20 @@ def measure(
     feedback_sessions = [s for s in sessions if s.gave_feedback]
 
     # ---- the experiment: eligible sessions by group --------------------------------------
-    groups: dict[str, list[bool]] = {"treatment": [], "control": []}
-    exp_pending = 0
+    # (channel, variant) -> [pending, closed, submitted]
+    cells: dict[tuple[str, str], list[int]] = {}
     for s in sessions:
         t = s.eligible_at
-        if t is None or s.variant not in groups:
+        if t is None or s.variant not in ("treatment", "control"):
             continue
+        cell = cells.setdefault((s.channel or "form", s.variant), [0, 0, 0])
         if t + window > as_of:
-            exp_pending += 1
+            cell[0] += 1
             continue
-        groups[s.variant].append(s.submitted_between(t, t + window))
-    incremental = Incremental(
-        treatment_sessions=len(groups["treatment"]),
-        control_sessions=len(groups["control"]),
-        treatment_submitted=sum(groups["treatment"]),
-        control_submitted=sum(groups["control"]),
-        pending=exp_pending,
-    )
+        cell[1] += 1
+        cell[2] += s.submitted_between(t, t + window)
+    by_channel = experiment_by_channel(cells)
+    incremental = experiment_by_channel(pool_channels(cells)).get("", Incremental(0, 0, 0, 0, 0))
 
     # ---- suggest calls: abstention by reason --------------------------------------------
     calls = [r for r in suggestions if r.session_id is None or r.session_id in in_period]
@@ -663,6 +798,7 @@ def measure(
         observed_deflected_sessions=sum(deflected(s) for s in closed),
         self_reported_deflected_sessions=sum(self_reported(s) for s in closed),
         incremental=incremental,
+        incremental_by_channel=by_channel,
         abstention=abstention,
         by_intent=sorted(by_intent.values(), key=lambda b: (-b.sessions, b.key)),
         by_article=sorted(articles.values(), key=lambda a: (-a.shown, -a.opened, a.article_id)),

@@ -37,6 +37,8 @@ from deflect.eval.deflection import (
     Incremental,
     Integrity,
     Period,
+    experiment_by_channel,
+    pool_channels,
 )
 from deflect.store.base import parse_iso, to_utc
 
@@ -104,7 +106,7 @@ def first_last(d: Dialect, eligible: str, p: dict) -> list[tuple[str, dict]]:
             ("CREATE INDEX rpt_a_sid ON rpt_a (session_id)", {}),
             (
                 """CREATE TEMP TABLE rpt_f AS SELECT session_id, MIN(created_at || '|' || request_id) AS k,
-                   variant, client FROM rpt_sug WHERE session_id IS NOT NULL GROUP BY session_id""",
+                   variant, client, channel FROM rpt_sug WHERE session_id IS NOT NULL GROUP BY session_id""",
                 {},
             ),
             (
@@ -116,7 +118,7 @@ def first_last(d: Dialect, eligible: str, p: dict) -> list[tuple[str, dict]]:
             ("CREATE INDEX rpt_f_sid ON rpt_f (session_id)", {}),
             ("CREATE INDEX rpt_l_sid ON rpt_l (session_id)", {}),
             (
-                """CREATE TEMP TABLE rpt_s AS SELECT a.*, f.variant, f.client, l.intent_label AS last_intent,
+                """CREATE TEMP TABLE rpt_s AS SELECT a.*, f.variant, f.client, f.channel, l.intent_label AS last_intent,
                    CASE WHEN l.abstained = :yes THEN 1 ELSE 0 END AS last_abstained, l.reason AS last_reason,
                    l.query AS last_query
                    FROM rpt_a a JOIN rpt_f f ON f.session_id = a.session_id
@@ -130,8 +132,8 @@ def first_last(d: Dialect, eligible: str, p: dict) -> list[tuple[str, dict]]:
     return [
         (f"CREATE TEMP TABLE rpt_a AS {agg}", p),
         (
-            f"""CREATE TEMP TABLE rpt_f AS SELECT DISTINCT ON (session_id) session_id, variant, client FROM rpt_sug
-               WHERE session_id IS NOT NULL ORDER BY session_id, created_at, request_id{C}""",
+            f"""CREATE TEMP TABLE rpt_f AS SELECT DISTINCT ON (session_id) session_id, variant, client, channel
+               FROM rpt_sug WHERE session_id IS NOT NULL ORDER BY session_id, created_at, request_id{C}""",
             {},
         ),
         (
@@ -141,7 +143,7 @@ def first_last(d: Dialect, eligible: str, p: dict) -> list[tuple[str, dict]]:
             p,
         ),
         (
-            """CREATE TEMP TABLE rpt_s AS SELECT a.*, f.variant, f.client, l.last_intent, l.last_abstained,
+            """CREATE TEMP TABLE rpt_s AS SELECT a.*, f.variant, f.client, f.channel, l.last_intent, l.last_abstained,
                l.last_reason, l.last_query
                FROM rpt_a a JOIN rpt_f f ON f.session_id = a.session_id
                JOIN rpt_l l ON l.session_id = a.session_id""",
@@ -262,7 +264,7 @@ def measure_in_store(
         ("CREATE INDEX rpt_burst_sid ON rpt_burst (session_id)", {}),
         (
             f"""CREATE TEMP TABLE rpt_p AS SELECT * FROM (
-            SELECT k.session_id, COALESCE(s.n_sug, 0) AS n_sug, s.first_sug, s.eligible_at, s.variant,
+            SELECT k.session_id, COALESCE(s.n_sug, 0) AS n_sug, s.first_sug, s.eligible_at, s.variant, s.channel,
                    s.last_intent, COALESCE(s.last_abstained, 0) AS last_abstained, s.last_reason, s.last_query,
                    e.shown_at, COALESCE(e.opened, 0) AS opened, COALESCE(e.helpful, 0) AS helpful,
                    COALESCE(e.gave_feedback, 0) AS gave_feedback, COALESCE(e.submitted, 0) AS submitted,
@@ -308,11 +310,11 @@ def measure_in_store(
         ),
         ("variants"): (f"SELECT COALESCE(variant, '(no suggest)'), COUNT(*) FROM rpt_p WHERE {ok} GROUP BY 1", {}),
         "incremental": (
-            f"""SELECT variant, SUM(CASE WHEN eligible_end > :as_of THEN 1 ELSE 0 END),
+            f"""SELECT COALESCE(channel, 'form'), variant, SUM(CASE WHEN eligible_end > :as_of THEN 1 ELSE 0 END),
                    SUM(CASE WHEN eligible_end <= :as_of THEN 1 ELSE 0 END),
                    SUM(CASE WHEN eligible_end <= :as_of AND sub_elig = 1 THEN 1 ELSE 0 END)
             FROM rpt_p WHERE {ok} AND eligible_at IS NOT NULL AND variant IN ('treatment', 'control')
-            GROUP BY variant""",
+            GROUP BY 1, 2""",
             p,
         ),
         "abstention": (
@@ -402,8 +404,7 @@ def measure_in_store(
     gap_rows = r["gaps"]
 
     (n, with_sug, shown, closed, clicked, fb, helpful, deflected, self_rep, first, last) = r["head"][0]
-    inc = {v: (pend, n_, x) for v, pend, n_, x in r["incremental"]}
-    t, c = inc.get("treatment", (0, 0, 0)), inc.get("control", (0, 0, 0))
+    cells = {(ch, v): (pend or 0, n_ or 0, x or 0) for ch, v, pend, n_, x in r["incremental"]}
     calls = sum(k for _, k in r["abstention"])
     reasons = {why: k for why, k in r["abstention"] if why is not None}
 
@@ -436,13 +437,8 @@ def measure_in_store(
         helpful_sessions=int(helpful),
         observed_deflected_sessions=int(deflected),
         self_reported_deflected_sessions=int(self_rep),
-        incremental=Incremental(
-            treatment_sessions=int(t[1] or 0),
-            control_sessions=int(c[1] or 0),
-            treatment_submitted=int(t[2] or 0),
-            control_submitted=int(c[2] or 0),
-            pending=int((t[0] or 0) + (c[0] or 0)),
-        ),
+        incremental=experiment_by_channel(pool_channels(cells)).get("", Incremental(0, 0, 0, 0, 0)),
+        incremental_by_channel=experiment_by_channel(cells),
         abstention=Abstention(int(calls), dict(sorted((k, int(v)) for k, v in reasons.items()))),
         by_intent=sorted(breakdowns(r["by_intent"]), key=lambda b: (-b.sessions, b.key)),
         by_article=sorted(articles.values(), key=lambda a: (-a.shown, -a.opened, a.article_id)),

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from deflect.eval.charts import CSS, e
-from deflect.eval.deflection import Breakdown, DeflectionMeasurement, Incremental
+from deflect.eval.deflection import Breakdown, DeflectionMeasurement, Incremental, Money, TicketCosts, money
 from deflect.eval.themes import Theme
 
 DEFINITIONS = [
@@ -35,6 +35,11 @@ DEFINITIONS = [
         "tickets suggestions really avoided: observed deflection also counts customers who gave up or wrote by e-mail.",
     ),
     ("Tickets avoided", "incremental deflection x eligible treatment sessions."),
+    (
+        "Saved",
+        "tickets avoided x the cost per ticket of their channel (form, chat, e-mail), summed over the channels; "
+        "its 95% interval adds the channels' variances.",
+    ),
     ("Pending", "sessions whose attribution window has not closed yet; left out of every rate."),
     (
         "Not counted",
@@ -77,6 +82,8 @@ class DeflectionReport:
     content_gaps: ContentGaps
     title: str = "Deflection report"
     article_titles: dict[str, str] = field(default_factory=dict)
+    #: tickets avoided priced per channel (None when no cost per ticket is configured)
+    money: Money | None = None
 
     def article_title(self, article_id: str) -> str:
         return self.article_titles.get(article_id, "")
@@ -87,6 +94,7 @@ class DeflectionReport:
         out["by_article"] = [{**a, "title": self.article_title(a["article_id"])} for a in out["by_article"]]
         out["title"] = self.title
         out["content_gaps"] = self.content_gaps.to_dict()
+        out["money"] = self.money.to_dict() if self.money else None
         out["definitions"] = dict(DEFINITIONS)
         return out
 
@@ -97,9 +105,11 @@ def build_report(
     vectors: Callable | None = None,
     titles: dict[str, str] | None = None,
     title: str = "Deflection report",
+    costs: TicketCosts | None = None,
 ) -> DeflectionReport:
     """The report: the measured figures plus content-gap themes (``vectors`` groups them by
-    meaning) and article titles (``titles``: article id -> title, from the current index)."""
+    meaning), article titles (``titles``: article id -> title, from the current index) and
+    what the tickets avoided are worth (``costs``; :func:`~deflect.eval.deflection.money`)."""
     from deflect.eval.themes import themes
 
     gaps = measured.gap_queries
@@ -114,6 +124,7 @@ def build_report(
         ),
         title=title,
         article_titles=dict(titles or {}),
+        money=money(measured, costs) if costs else None,
     )
 
 
@@ -137,6 +148,26 @@ def to_csv(report: DeflectionReport) -> str:
             w.writerow(["incremental", "", f"{k}_high", _plain(v[1])])
         else:
             w.writerow(["incremental", "", k, _plain(v)])
+    for ch, inc in m.incremental_by_channel.items():
+        for k, v in inc.to_dict().items():
+            if isinstance(v, list):
+                w.writerow(["incremental_by_channel", ch, f"{k}_low", _plain(v[0])])
+                w.writerow(["incremental_by_channel", ch, f"{k}_high", _plain(v[1])])
+            elif k != "note":
+                w.writerow(["incremental_by_channel", ch, k, _plain(v)])
+    if report.money:
+        cash = report.money
+        w.writerow(["money", "", "currency", cash.currency])
+        w.writerow(["money", "", "saved", _plain(cash.saved)])
+        if cash.saved_ci95:
+            w.writerow(["money", "", "saved_low", _plain(cash.saved_ci95[0])])
+            w.writerow(["money", "", "saved_high", _plain(cash.saved_ci95[1])])
+        for c in cash.channels:
+            w.writerow(["money", c.channel, "cost_per_ticket", _plain(c.cost_per_ticket)])
+            w.writerow(["money", c.channel, "saved", _plain(c.saved)])
+            if c.saved_ci95:
+                w.writerow(["money", c.channel, "saved_low", _plain(c.saved_ci95[0])])
+                w.writerow(["money", c.channel, "saved_high", _plain(c.saved_ci95[1])])
     for k, n in m.sessions_by_variant.items():
         w.writerow(["sessions_by_variant", k, "sessions", n])
     a = m.abstention
@@ -190,6 +221,18 @@ def _num(v: float | int | None) -> str:
 def _when(t: datetime | None) -> str | None:
     """A time as ``2026-11-08 18:30 UTC``."""
     return t.strftime("%Y-%m-%d %H:%M UTC") if t is not None else None
+
+
+def _money(v: float | None, currency: str, digits: int = 0) -> str:
+    return "-" if v is None else f"{currency} {v:,.{digits}f}"
+
+
+def _range(ci: tuple[float, float] | None, fmt: Callable) -> str:
+    return f"{fmt(ci[0])} to {fmt(ci[1])}" if ci else "-"
+
+
+def _priced(cash: Money | None, channel: str):
+    return next((c for c in cash.channels if c.channel == channel), None) if cash else None
 
 
 def _svg_ab(inc: Incremental) -> str:
@@ -333,6 +376,18 @@ def to_html(report: DeflectionReport) -> str:
             f"95% CI {_num(tci[0])} to {_num(tci[1])}" if tci else "needs a control group",
         ),
     ]
+    cash = report.money
+    if cash is not None:
+        sci = cash.saved_ci95
+        cards.append(
+            (
+                "Saved",
+                _money(cash.saved, cash.currency),
+                f"95% CI {_money(sci[0], cash.currency)} to {_money(sci[1], cash.currency)}"
+                if sci
+                else "needs a control group and a cost per ticket",
+            )
+        )
     g = m.integrity
     cards.append(
         (
@@ -342,7 +397,7 @@ def to_html(report: DeflectionReport) -> str:
         )
     )
     cards_html = "".join(
-        f"<div class='card{' key' if title.startswith(('Incremental', 'Tickets')) else ''}'>"
+        f"<div class='card{' key' if title.startswith(('Incremental', 'Tickets', 'Saved')) else ''}'>"
         f"<span class='muted'>{e(title)}</span><b>{e(value)}</b><span class='muted'>{e(sub)}</span></div>"
         for title, value, sub in cards
     )
@@ -374,6 +429,24 @@ def to_html(report: DeflectionReport) -> str:
         ("reason", lambda r: r[1], txt),
         ("count", lambda r: r[2], num),
     ]
+    channel_rows = [(ch, inc, _priced(cash, ch)) for ch, inc in m.incremental_by_channel.items()]
+    channel_cols: list[Column] = [
+        ("channel", lambda r: r[0], txt),
+        ("treatment", lambda r: r[1].treatment_sessions, num),
+        ("control", lambda r: r[1].control_sessions, num),
+        ("incremental deflection", lambda r: r[1].incremental_deflection, pct),
+        ("95% CI", lambda r: _range(r[1].ci95, _pct), txt),
+        ("tickets avoided", lambda r: r[1].tickets_avoided, num),
+        ("tickets 95% CI", lambda r: _range(r[1].tickets_avoided_ci95, _num), txt),
+    ]
+    if cash is not None:
+        cur = cash.currency
+        channel_cols += [
+            ("cost per ticket", lambda r: _money(r[2].cost_per_ticket if r[2] else None, cur, 2), txt),
+            ("saved", lambda r: _money(r[2].saved if r[2] else None, cur), txt),
+            ("saved 95% CI", lambda r: _range(r[2].saved_ci95 if r[2] else None, lambda v: _money(v, cur)), txt),
+        ]
+    money_notes = "".join(f"<p class='muted'>{e(n)}</p>" for n in (cash.notes if cash else []))
     gaps = report.content_gaps
     theme_cols: list[Column] = [
         ("theme", lambda t: t.name, txt),
@@ -394,7 +467,9 @@ def to_html(report: DeflectionReport) -> str:
 <section id="incremental"><h2>Incremental deflection (control vs treatment)</h2>
 <p>Among sessions where the engine had something to show, the share that sent the form within the window.
 The control group was shown nothing. {inc.pending:,} eligible sessions are still pending.</p>
-{_svg_ab(inc)}</section>
+{_svg_ab(inc)}
+<h3>By channel</h3>
+{_table(channel_rows, channel_cols)}{money_notes}</section>
 <section id="not-counted"><h2>Not counted</h2>
 <p>{g.rejected_events:,} events were rejected by the server and {g.flagged_sessions:,} sessions were flagged as not
 a person; none of them is in any figure above.</p>

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from deflect.eval.deflection import diff_of_proportions, measure
+from deflect.eval.deflection import Z95, TicketCosts, diff_of_proportions, measure, money
 from deflect.store.base import Event, SuggestRecord
 
 T = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -24,7 +24,18 @@ class Builder:
         self.events: list[Event] = []
         self.n = 0
 
-    def suggest(self, sid, at, *, variant="treatment", abstained=False, reason=None, intent="booking", query=None):
+    def suggest(
+        self,
+        sid,
+        at,
+        *,
+        variant="treatment",
+        abstained=False,
+        reason=None,
+        intent="booking",
+        query=None,
+        channel="form",
+    ):
         would = [] if abstained else ["a1", "a2"]
         self.recs.append(
             SuggestRecord(
@@ -38,6 +49,7 @@ class Builder:
                 shown=[] if variant == "control" or abstained else would,
                 would_show=would,
                 created_at=at,
+                channel=channel,
             )
         )
 
@@ -200,7 +212,8 @@ MEASUREMENT_KEYS = [
     "period", "sessions", "sessions_with_suggest", "sessions_without_suggest", "sessions_by_variant",
     "sessions_shown", "sessions_shown_closed", "pending", "click_through_rate", "helpful_rate",
     "feedback_sessions", "observed_deflection_rate", "observed_deflected_sessions",
-    "self_reported_deflection_rate", "self_reported_deflected_sessions", "incremental", "abstention",
+    "self_reported_deflection_rate", "self_reported_deflected_sessions", "incremental",
+    "incremental_by_channel", "abstention",
     "by_intent", "by_article", "by_day", "gap_queries", "integrity",
 ]  # fmt: skip
 INCREMENTAL_KEYS = [
@@ -238,7 +251,8 @@ def test_report_renders_from_the_typed_measurement(scenario):
     m = measure(scenario.recs, scenario.events, now=NOW)
     rep = build_report(m, titles={"a1": "Reset your password"})
     d = json.loads(to_json(rep))
-    assert list(d) == [k for k in MEASUREMENT_KEYS if k != "gap_queries"] + ["title", "content_gaps", "definitions"]
+    extra = ["title", "content_gaps", "money", "definitions"]
+    assert list(d) == [k for k in MEASUREMENT_KEYS if k != "gap_queries"] + extra
     assert {a["article_id"]: a["title"] for a in d["by_article"]} == {"a1": "Reset your password", "a2": ""}
     assert d["content_gaps"]["queries"] == len(m.gap_queries) == rep.content_gaps.queries
     assert d["content_gaps"]["themes"][0] == rep.content_gaps.themes[0].to_dict()
@@ -299,3 +313,68 @@ def test_sessions_that_cannot_be_a_person_are_flagged_and_left_out():
     # with the default rules nothing here is a bot but the events before any suggestion
     d = measure(b.recs, b.events, window=H24, now=NOW)
     assert d.integrity.flagged_by_reason == {"events_before_suggest": 2}
+
+
+def _experiment(b: Builder, channel: str, groups: dict[str, tuple[int, int]], start: datetime) -> None:
+    """Eligible sessions in ``channel``: variant -> (sessions, of which submitted)."""
+    for variant, (n, submitted) in groups.items():
+        for i in range(n):
+            sid = f"{channel}-{variant}-{i}"
+            b.suggest(sid, start + i * S, variant=variant, channel=channel)
+            if i < submitted:
+                b.event(sid, "form_submitted", start + i * S + timedelta(minutes=5))
+
+
+def test_the_experiment_is_measured_per_channel_and_pooled():
+    b = Builder()
+    _experiment(b, "form", {"treatment": (100, 40), "control": (20, 12)}, T)
+    _experiment(b, "chat", {"treatment": (50, 30), "control": (10, 7)}, T + timedelta(hours=1))
+    m = measure(b.recs, b.events, now=NOW)
+    form, chat = m.incremental_by_channel["form"], m.incremental_by_channel["chat"]
+    assert (form.treatment_sessions, form.treatment_submitted, form.control_sessions, form.control_submitted) == (
+        100, 40, 20, 12,
+    )  # fmt: skip
+    assert form.incremental_deflection == pytest.approx(0.6 - 0.4)
+    assert chat.incremental_deflection == pytest.approx(0.7 - 0.6)
+    assert set(m.incremental_by_channel) == {"form", "chat"}
+    pooled = m.incremental
+    assert (pooled.treatment_sessions, pooled.control_sessions) == (150, 30)
+    assert (pooled.treatment_submitted, pooled.control_submitted) == (70, 19)
+
+
+def test_money_prices_each_channel_and_adds_their_variances():
+    b = Builder()
+    _experiment(b, "form", {"treatment": (100, 40), "control": (20, 12)}, T)
+    _experiment(b, "chat", {"treatment": (50, 30), "control": (10, 7)}, T + timedelta(hours=1))
+    m = measure(b.recs, b.events, now=NOW)
+    assert money(m, TicketCosts()) is None  # nothing configured: no money section
+    cash = money(m, TicketCosts(default=10.0, by_channel={"chat": 4.0}, currency="EUR"))
+    rows = {r.channel: r for r in cash.channels}
+    assert rows["form"].cost_per_ticket == 10.0 and rows["chat"].cost_per_ticket == 4.0
+    assert rows["form"].tickets_avoided == pytest.approx(0.2 * 100)
+    assert rows["form"].saved == pytest.approx(0.2 * 100 * 10)
+    assert rows["chat"].saved == pytest.approx(0.1 * 50 * 4)
+    assert cash.saved == pytest.approx(200 + 20) and cash.currency == "EUR"
+
+    def se(x_c, n_c, x_t, n_t):
+        pc, pt = x_c / n_c, x_t / n_t
+        return (pc * (1 - pc) / n_c + pt * (1 - pt) / n_t) ** 0.5
+
+    half = Z95 * ((10 * 100 * se(12, 20, 40, 100)) ** 2 + (4 * 50 * se(7, 10, 30, 50)) ** 2) ** 0.5
+    assert cash.saved_ci95 == pytest.approx((220 - half, 220 + half))
+    lo, hi = rows["form"].saved_ci95
+    assert (lo + hi) / 2 == pytest.approx(200) and hi - lo == pytest.approx(2 * Z95 * 1000 * se(12, 20, 40, 100))
+    # a channel without a cost is named and left out of the total
+    only_form = money(m, TicketCosts(by_channel={"form": 10.0}))
+    assert only_form.saved == pytest.approx(200) and any("chat" in n for n in only_form.notes)
+
+    from deflect.eval.report import build_report, to_csv, to_html, to_json
+
+    rep = build_report(m, costs=TicketCosts(default=10.0, by_channel={"chat": 4.0}, currency="EUR"))
+    html = to_html(rep)
+    assert "Saved" in html and "EUR 220" in html and "EUR 4.00" in html and ">chat<" in html
+    rows = list(csv.reader(io.StringIO(to_csv(rep))))
+    assert ["money", "chat", "cost_per_ticket", "4"] in rows and ["money", "", "currency", "EUR"] in rows
+    d = json.loads(to_json(rep))
+    assert d["money"]["saved"] == pytest.approx(220) and d["money"]["by_channel"][0]["channel"] == "chat"
+    assert json.loads(to_json(build_report(m)))["money"] is None

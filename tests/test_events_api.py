@@ -138,6 +138,16 @@ def test_each_suggest_call_is_recorded_with_the_query_redacted(client, settings)
     assert "[EMAIL]" in rec.query and "[CARD]" in rec.query and "reset password" in rec.query
     assert rec.variant == "treatment" and rec.shown == [s["article_id"] for s in r["suggestions"]]
     assert rec.would_show[0] == "pw" and rec.index_version == r["index_version"] and rec.latency_ms > 0
+    assert rec.channel == "form"  # the default: the widget sits on the contact form
+
+
+def test_the_channel_is_recorded_and_an_unknown_one_is_refused(client, settings):
+    body = {"description": "reset password please", "session_id": "s2", "channel": "chat"}
+    assert client.post("/v1/suggest", json=body).status_code == 200
+    client.app.state.recorder.flush()
+    assert [r.channel for r in stored(settings)[1]] == ["chat"]
+    r = client.post("/v1/suggest", json={**body, "channel": "fax"})
+    assert r.status_code == 422 and "channel" in r.text
 
 
 def test_recording_can_be_turned_off(tmp_path, home, fake_embedder):

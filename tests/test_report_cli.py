@@ -159,3 +159,20 @@ def test_bad_options_are_named(simulated):
         + ["--database-url", url],
     )
     assert r.exit_code == 1 and "--true-effect" in r.output
+
+
+def test_the_report_prices_tickets_avoided_per_channel(simulated, monkeypatch):
+    home, url = simulated
+    monkeypatch.setenv("DEFLECT_TICKET_COST", "6.5")
+    monkeypatch.setenv("DEFLECT_TICKET_COST_CHAT", "4")
+    monkeypatch.setenv("DEFLECT_CURRENCY", "EUR")
+    r = json.loads(report(home, url, "--format", "json", "--themes-by", "words"))
+    cash, by_channel = r["money"], r["incremental_by_channel"]
+    assert set(by_channel) == {"form", "chat", "email"}  # the simulation's channels
+    rows = {c["channel"]: c for c in cash["by_channel"]}
+    assert rows["chat"]["cost_per_ticket"] == 4 and rows["form"]["cost_per_ticket"] == 6.5
+    for ch, row in rows.items():
+        assert row["saved"] == pytest.approx(by_channel[ch]["tickets_avoided"] * row["cost_per_ticket"])
+    assert cash["saved"] == pytest.approx(sum(c["saved"] for c in rows.values())) and cash["currency"] == "EUR"
+    low, high = cash["saved_ci95"]
+    assert low < cash["saved"] < high

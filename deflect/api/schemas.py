@@ -27,6 +27,10 @@ class SuggestRequest(BaseModel):
     locale: str | None = Field(None, max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
     session_id: str | None = Field(None, max_length=128, description="Made by the widget; stable for a visit.")
     form_id: str | None = Field(None, max_length=128)
+    channel: Literal["form", "chat", "email"] = Field(
+        "form",
+        description="Where the ticket would come from; the report counts tickets avoided and their cost per channel.",
+    )
     k: int = Field(3, ge=1, le=10, strict=True, description="How many suggestions (1-10).")
     token: str | None = Field(
         None, max_length=MAX_TOKEN, description="The token of an earlier answer to this session (keeps its variant)."

@@ -49,6 +49,19 @@ def parse_when(text: str | None, name: str) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
+def ticket_costs(settings):
+    """The report's costs per ticket from the settings (``ticket_cost`` and per channel)."""
+    from deflect.eval.deflection import TicketCosts
+    from deflect.store.base import CHANNELS
+
+    by_channel = {ch: getattr(settings, f"ticket_cost_{ch}") for ch in CHANNELS}
+    return TicketCosts(
+        default=settings.ticket_cost,
+        by_channel={k: v for k, v in by_channel.items() if v is not None},
+        currency=settings.currency,
+    )
+
+
 def _store(settings):
     """The event store the settings name."""
     from deflect.store import open_store
@@ -158,7 +171,7 @@ def report_cmd(
 
         emb = load_embedder(settings)
         vectors = emb.encode
-    rep = build_report(measured, vectors=vectors, titles=_titles(settings.home))
+    rep = build_report(measured, vectors=vectors, titles=_titles(settings.home), costs=ticket_costs(settings))
     text = {"html": to_html, "json": to_json, "csv": to_csv}[fmt](rep)
     if out is None and fmt == "html":
         out = Path("report.html")

@@ -215,6 +215,7 @@
       locale: d.locale,
       lang: d.lang,
       formId: d.formId,
+      channel: d.channel,
       target: d.target,
       articleUrl: d.articleUrl,
       leaveUrl: d.leaveUrl,
@@ -239,6 +240,7 @@
     this.articleUrl = opts.articleUrl || null;
     this.leaveUrl = opts.leaveUrl || null;
     this.formId = opts.formId || (this.form && this.form.id) || null;
+    this.channel = opts.channel || null; // form (the default), chat or email: costs are counted per channel
     // lang: the widget's texts; locale: also sent to the API. One given alone is used for both;
     // with neither, the page's <html lang> is. A language without texts gets English ones.
     var pageLang = document.documentElement.getAttribute("lang") || "";
@@ -409,6 +411,7 @@
     var body = { subject: q.subject, description: q.description, session_id: this.session, k: this.k };
     if (this.tokens[""]) body.token = this.tokens[""]; // keeps the session's group
     if (this.formId) body.form_id = this.formId;
+    if (this.channel) body.channel = this.channel;
     var locale = this.localeFor(q.joined);
     if (locale) body.locale = locale;
     fetch(this.api + "/v1/suggest", {

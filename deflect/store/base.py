@@ -18,6 +18,9 @@ from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 EVENT_TYPES = ("suggestions_shown", "article_opened", "feedback", "form_submitted", "form_abandoned")
+#: where a session's customer would have sent the ticket: the report counts tickets avoided
+#: (and their cost) per channel
+CHANNELS = ("form", "chat", "email")
 
 
 def utcnow() -> datetime:
@@ -92,6 +95,8 @@ class SuggestRecord:
     created_at: datetime = field(default_factory=utcnow)
     #: a keyed hash of the caller's address (never the address): who opened how many sessions
     client: str | None = None
+    #: the channel the ticket would have come through (:data:`CHANNELS`)
+    channel: str = "form"
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -368,6 +373,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE events ADD COLUMN simulated BOOLEAN NOT NULL DEFAULT false",
         ),
     ),
+    Migration(
+        4,
+        "the channel of each suggest call",
+        sqlite=("ALTER TABLE suggestions ADD COLUMN channel TEXT NOT NULL DEFAULT 'form'",),
+        postgres=("ALTER TABLE suggestions ADD COLUMN channel TEXT NOT NULL DEFAULT 'form'",),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
@@ -376,8 +387,9 @@ LATEST = MIGRATIONS[-1].version
 EVENT_COLUMNS = "event_id, session_id, type, ts, received_at, request_id, article_id, helpful"
 SUGGEST_COLUMNS = (
     "request_id, session_id, variant, form_id, query, intent_label, intent_confidence, abstained, reason, "
-    "shown, would_show, top_score, index_version, model_version, latency_ms, created_at, client"
+    "shown, would_show, top_score, index_version, model_version, latency_ms, created_at, client, channel"
 )
+SUGGEST_WIDTH = SUGGEST_COLUMNS.count(",") + 1
 REJECTED_COLUMNS = EVENT_COLUMNS + ", reason"
 
 
@@ -406,6 +418,7 @@ def suggest_from_row(r: Sequence, ts, ids) -> SuggestRecord:
         latency_ms=r[14],
         created_at=ts(r[15]),
         client=r[16],
+        channel=r[17] or "form",
     )
 
 
@@ -440,6 +453,7 @@ def suggest_values(r: SuggestRecord, ts, ids, flag=lambda b: b) -> tuple:
         r.latency_ms,
         ts(r.created_at),
         r.client,
+        r.channel,
     )
 
 

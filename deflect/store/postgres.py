@@ -19,6 +19,7 @@ from deflect.store.base import (
     MIGRATIONS,
     REJECTED_COLUMNS,
     SUGGEST_COLUMNS,
+    SUGGEST_WIDTH,
     AddResult,
     Event,
     RejectedEvent,
@@ -129,7 +130,7 @@ class PostgresStore(StoreBase):
                 with self._conn.cursor() as cur:
                     if suggestions:
                         cur.executemany(
-                            f"INSERT INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join(['%s'] * 17)}) "
+                            f"INSERT INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join(['%s'] * SUGGEST_WIDTH)}) "
                             "ON CONFLICT (request_id) DO NOTHING",
                             [suggest_values(r, to_utc, Jsonb) for r in suggestions],
                         )

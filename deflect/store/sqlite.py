@@ -20,6 +20,7 @@ from deflect.store.base import (
     MIGRATIONS,
     REJECTED_COLUMNS,
     SUGGEST_COLUMNS,
+    SUGGEST_WIDTH,
     AddResult,
     Event,
     RejectedEvent,
@@ -34,6 +35,11 @@ from deflect.store.base import (
     suggest_from_row,
     suggest_values,
 )
+
+
+def _marks(n: int) -> str:
+    """``n`` placeholders: ``?, ?, ...``."""
+    return ", ".join("?" * n)
 
 
 def _sqlite_params(params: dict) -> dict:
@@ -121,7 +127,7 @@ class SQLiteStore(StoreBase):
                 self._conn.execute("BEGIN IMMEDIATE")
                 if suggestions:
                     self._conn.executemany(
-                        f"INSERT OR IGNORE INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                        f"INSERT OR IGNORE INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({_marks(SUGGEST_WIDTH)})",
                         [suggest_values(r, iso, dumps_ids, int) for r in suggestions],
                     )
                 for batch in event_batches:
@@ -157,7 +163,8 @@ class SQLiteStore(StoreBase):
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany(
-                    f"INSERT OR IGNORE INTO suggestions ({SUGGEST_COLUMNS}, simulated) VALUES ({', '.join('?' * 18)})",
+                    f"INSERT OR IGNORE INTO suggestions ({SUGGEST_COLUMNS}, simulated) "
+                    f"VALUES ({_marks(SUGGEST_WIDTH + 1)})",
                     [(*suggest_values(r, iso, dumps_ids, int), flag) for r in suggestions],
                 )
                 self._conn.executemany(
