@@ -344,16 +344,19 @@ def measure_in_store(
             GROUP BY value""",
         {},
     )
+    # each (session, article) first opened, and whether a ticket followed within the window: a
+    # join, not a correlated subquery (PostgreSQL would scan the events once per row)
     queries["art_opened"] = (
-        f"""SELECT o.article_id, COUNT(*),
-                   SUM(CASE WHEN EXISTS (SELECT 1 FROM rpt_ev f WHERE f.session_id = o.session_id
-                        AND f.type = 'form_submitted' AND f.ts >= o.first_open
-                        AND f.ts <= {d.plus("o.first_open", w)}) THEN 1 ELSE 0 END)
-            FROM (SELECT session_id, article_id, MIN(ts) AS first_open FROM rpt_ev
-                  WHERE type = 'article_opened' AND article_id IS NOT NULL AND article_id <> ''
-                    AND session_id IN {closed_sessions}
-                  GROUP BY session_id, article_id) o
-            GROUP BY o.article_id""",
+        f"""SELECT article_id, COUNT(*), SUM(after) FROM (
+              SELECT o.session_id, o.article_id, MAX(CASE WHEN f.session_id IS NULL THEN 0 ELSE 1 END) AS after
+              FROM (SELECT session_id, article_id, MIN(ts) AS first_open FROM rpt_ev
+                    WHERE type = 'article_opened' AND article_id IS NOT NULL AND article_id <> ''
+                      AND session_id IN {closed_sessions}
+                    GROUP BY session_id, article_id) o
+              LEFT JOIN rpt_ev f ON f.session_id = o.session_id AND f.type = 'form_submitted'
+                   AND f.ts >= o.first_open AND f.ts <= {d.plus("o.first_open", w)}
+              GROUP BY o.session_id, o.article_id) x
+            GROUP BY article_id""",
         {},
     )
     queries["art_feedback"] = (
