@@ -152,6 +152,40 @@ def first_last(d: Dialect, eligible: str, p: dict) -> list[tuple[str, dict]]:
     ]
 
 
+def _place(d: Dialect, steps: list[tuple[str, dict]], db: str) -> list[tuple[str, dict]]:
+    """SQLite: the steps with their tables and indexes made in the scratch database ``db``
+    (``SQLiteStore.query_stages``); PostgreSQL: unchanged (temporary tables)."""
+    if not d.sqlite:
+        return steps
+    out = []
+    for sql, params in steps:
+        if sql.startswith("CREATE TEMP TABLE "):
+            sql = f"CREATE TABLE {db}." + sql.removeprefix("CREATE TEMP TABLE ")
+        elif sql.startswith("CREATE INDEX "):
+            sql = f"CREATE INDEX {db}." + sql.removeprefix("CREATE INDEX ")
+        out.append((sql, params))
+    return out
+
+
+def _on_postgres(store, steps: list[tuple[str, dict]]) -> list[list[tuple]]:
+    """Every step's rows, run by PostgreSQL in one transaction. It joins by hashing: the
+    indexes SQLite needs only cost time there (they are left out, their result empty); and
+    temporary tables have no statistics until analysed (without them the planner chooses
+    badly)."""
+    run: list[tuple[str, dict]] = [("SET LOCAL work_mem = '64MB'", {})]
+    at: list[int | None] = []
+    for sql, params in steps:
+        if sql.startswith("CREATE INDEX"):
+            at.append(None)
+            continue
+        at.append(len(run))
+        run.append((sql, params))
+        if sql.startswith("CREATE TEMP TABLE"):
+            run.append((f"ANALYZE {sql.split()[3]}", {}))
+    rows = store.query_all(run)
+    return [[] if i is None else rows[i] for i in at]
+
+
 def _least(a: str, b: str) -> str:
     return f"CASE WHEN {a} IS NULL THEN {b} WHEN {b} IS NULL THEN {a} WHEN {a} < {b} THEN {a} ELSE {b} END"
 
@@ -210,12 +244,19 @@ def measure_in_store(
     ev_where = f"WHERE 1 = 1{rng('ts', 'lo_e')}{sim}"
     eligible = f"({d.nonempty('would_show')} AND abstained = :no)"
     period = rng("start", "since", "until")
-    steps: list[tuple[str, dict]] = [
+    # stage 1 reads the store, in one transaction: the rows of the report, and the rejected events
+    copy: list[tuple[str, dict]] = [
         (f"CREATE TEMP TABLE rpt_sug AS SELECT * FROM suggestions {sug_where}", p),
         (f"CREATE TEMP TABLE rpt_ev AS SELECT * FROM events {ev_where}", p),
+        (
+            f"SELECT reason, COUNT(*) FROM rejected_events WHERE 1 = 1{rng('received_at', 'since')} GROUP BY reason",
+            p,
+        ),
+    ]
+    # stage 2, side by side: per session, from the suggest calls (0) and from the events (1)
+    from_calls = [("CREATE INDEX rpt_sug_rid ON rpt_sug (request_id)", {}), *first_last(d, eligible, p)]
+    from_events: list[tuple[str, dict]] = [
         ("CREATE INDEX rpt_ev_type ON rpt_ev (type, session_id)", {}),
-        ("CREATE INDEX rpt_sug_rid ON rpt_sug (request_id)", {}),
-        *first_last(d, eligible, p),
         (
             f"""CREATE TEMP TABLE rpt_e AS
             SELECT session_id, MIN(ts) AS first_ev,
@@ -238,6 +279,10 @@ def measure_in_store(
             GROUP BY session_id HAVING MAX(c) > :burst""",
             p,
         ),
+        ("CREATE INDEX rpt_burst_sid ON rpt_burst (session_id)", {}),
+    ]
+    # stage 3: one row per session of the period (rpt_p)
+    joined: list[tuple[str, dict]] = [
         (
             f"""CREATE TEMP TABLE rpt_sub AS
             SELECT f.session_id,
@@ -261,7 +306,6 @@ def measure_in_store(
             p,
         ),
         ("CREATE INDEX rpt_busy_sid ON rpt_busy (session_id)", {}),
-        ("CREATE INDEX rpt_burst_sid ON rpt_burst (session_id)", {}),
         (
             f"""CREATE TEMP TABLE rpt_p AS SELECT * FROM (
             SELECT k.session_id, COALESCE(s.n_sug, 0) AS n_sug, s.first_sug, s.eligible_at, s.variant, s.channel,
@@ -374,10 +418,6 @@ def measure_in_store(
         "WHERE why IS NOT NULL GROUP BY why",
         {},
     )
-    queries["rejected"] = (
-        f"SELECT reason, COUNT(*) FROM rejected_events WHERE 1 = 1{rng('received_at', 'since')} GROUP BY reason",
-        p,
-    )
 
     # the content-gap queries, in session order: every one, or an even sample of max_gap_queries
     queries["gaps"] = (
@@ -390,19 +430,22 @@ def measure_in_store(
             WHERE (rn - 1) - ((rn - 1) / stride) * stride = 0 ORDER BY rn""",
         {"cap": max(1, max_gap_queries)},
     )
-    if not d.sqlite:
-        # PostgreSQL joins by hashing: the indexes SQLite needs only cost time here; and temporary
-        # tables have no statistics until analysed (without them the planner chooses badly)
-        analysed: list[tuple[str, dict]] = [("SET LOCAL work_mem = '64MB'", {})]
-        for step in steps:
-            if step[0].startswith("CREATE INDEX"):
-                continue
-            analysed.append(step)
-            if step[0].startswith("CREATE TEMP TABLE"):
-                analysed.append((f"ANALYZE {step[0].split()[3]}", {}))
-        steps = analysed
-    names = list(queries)
-    results = store.query_all(steps + [queries[n] for n in names])[len(steps) :]
+    # stage 4, side by side: the figures per article (0) and the others (1)
+    per_article = ["art_shown", "art_opened", "art_feedback"]
+    others = [n for n in queries if n not in per_article]
+    stages = [
+        [copy],
+        [_place(d, from_calls, "r0"), _place(d, from_events, "r1")],
+        [_place(d, joined, "r0")],
+        [[queries[n] for n in per_article], [queries[n] for n in others]],
+    ]
+    if d.sqlite:
+        copy[0:2] = _place(d, copy[0:1], "r0") + _place(d, copy[1:2], "r1")
+        results = store.query_stages(stages)
+    else:
+        results = _on_postgres(store, [step for stage in stages for branch in stage for step in branch])
+    names = ["copy_sug", "copy_ev", "rejected"]
+    names += [f"s{i}" for i in range(len(from_calls) + len(from_events) + len(joined))] + per_article + others
     r = dict(zip(names, results, strict=True))
     gap_rows = r["gaps"]
 

@@ -192,6 +192,64 @@ class SQLiteStore(StoreBase):
                     self._conn.execute("ROLLBACK")
         return out
 
+    def query_stages(self, stages: Sequence[Sequence[Sequence[tuple[str, dict]]]]) -> list[list[tuple]]:
+        """Each step's rows, for stages run in order whose branches (at most two) run side by
+        side on two connections, so that a report uses both cores. Tables are made in two
+        scratch databases, ``r0`` and ``r1``, attached to both connections: files in a new
+        temporary directory (``TMPDIR``), without journal, deleted at the end. A branch may
+        read both but write only its own (branch 0 ``r0``, branch 1 ``r1``); the first stage
+        (one branch) reads the store in one transaction and copies what the others need."""
+        import shutil
+        import tempfile
+        from concurrent.futures import ThreadPoolExecutor
+
+        scratch = Path(tempfile.mkdtemp(prefix="deflect-report-"))
+        conns: list[sqlite3.Connection] = []
+        try:
+            with self._lock:
+                for _ in range(2):
+                    # the store read-only; the scratch databases writable
+                    c = sqlite3.connect(
+                        f"{self.path.resolve().as_uri()}?mode=ro",
+                        uri=True,
+                        timeout=30.0,
+                        check_same_thread=False,
+                        isolation_level=None,
+                    )
+                    for name in ("r0", "r1"):
+                        c.execute(f"ATTACH DATABASE ? AS {name}", (str(scratch / f"{name}.db"),))
+                        c.execute(f"PRAGMA {name}.journal_mode=OFF")
+                        c.execute(f"PRAGMA {name}.synchronous=OFF")
+                    conns.append(c)
+
+                def run(conn: sqlite3.Connection, steps, txn: bool) -> list[list[tuple]]:
+                    out = []
+                    if txn:
+                        conn.execute("BEGIN")
+                    try:
+                        for sql, params in steps:
+                            out.append(conn.execute(sql, _sqlite_params(params)).fetchall())
+                    finally:
+                        if conn.in_transaction:
+                            conn.execute("COMMIT")
+                    return out
+
+                results: list[list[tuple]] = []
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    for i, branches in enumerate(stages):
+                        if len(branches) > 2:
+                            raise ValueError("a stage has at most two branches")
+                        futures = [pool.submit(run, conns[b], steps, i == 0) for b, steps in enumerate(branches)]
+                        for f in futures:
+                            results.extend(f.result())
+                return results
+        except sqlite3.Error as exc:
+            raise StoreError(f"event store {self.path}: query failed ({exc})") from exc
+        finally:
+            for c in conns:
+                c.close()
+            shutil.rmtree(scratch, ignore_errors=True)
+
     def modify_all(self, steps: Sequence[tuple[str, dict]]) -> list[int]:
         """Each step's count of rows changed, all in one write transaction, committed at the end
         (or none of them, when one fails)."""
