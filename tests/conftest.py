@@ -14,6 +14,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DEFLECT_SECRET", "tests-only-secret-never-deploy-this")
 
 ROOT = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get("DEFLECT_TEST_DATABASE_URL", "")
 DEMO_KB = ROOT / "examples" / "helpcenter"
 DEMO_QUERIES = ROOT / "examples" / "demo_queries.csv"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -40,6 +41,24 @@ KEYWORDS = [
     "sync",
     "payment",
 ]
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh schema in the PostgreSQL test database for one test, dropped afterwards."""
+    if not PG_URL:
+        pytest.skip("PostgreSQL tests need DEFLECT_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)")
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture

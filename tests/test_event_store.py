@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,24 +11,7 @@ import pytest
 from deflect.core.errors import ConfigError, StoreError
 from deflect.store import LATEST, Event, SuggestRecord, open_store
 
-PG_URL = os.environ.get("DEFLECT_TEST_DATABASE_URL", "")
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh schema in the test database for each test, dropped afterwards."""
-    if not PG_URL:
-        pytest.skip("PostgreSQL store tests need DEFLECT_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)")
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -5,7 +5,6 @@ boundaries, flags, rejected events), every period choice."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,6 @@ from deflect.eval.simulate import simulate
 from deflect.store import Event, SuggestRecord, open_store
 from deflect.store.base import RejectedEvent
 
-PG_URL = os.environ.get("DEFLECT_TEST_DATABASE_URL", "")
 T = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
 H24 = timedelta(hours=24)
@@ -32,21 +30,9 @@ def store(request, tmp_path):
         yield s
         s.close()
         return
-    if not PG_URL:
-        pytest.skip(
-            "PostgreSQL report tests need DEFLECT_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)"
-        )
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    s = open_store(f"{PG_URL}{sep}options=-csearch_path%3D{schema}")
+    s = open_store(request.getfixturevalue("pg_url"))
     yield s
     s.close()
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 class FakeEngine:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -34,6 +35,7 @@ from deflect.store.base import (
     to_utc,
 )
 
+_RETRIES = 5  # a write that meets a deadlock is rolled back and tried again this many times
 _MIGRATION_LOCK = 0x64656631  # "def1": the advisory lock key for schema upgrades
 
 
@@ -62,6 +64,8 @@ class PostgresStore(StoreBase):
         except psycopg.Error as exc:
             raise StoreError(f"event store {self.url}: cannot connect ({exc})") from exc
         self._lock = threading.Lock()
+        #: errors after which a write is rolled back and tried again
+        self._retryable = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
         if migrate:
             self.migrate(target)
 
@@ -122,37 +126,53 @@ class PostgresStore(StoreBase):
         event_batches: Sequence[Sequence[Event]],
         rejected: Sequence[RejectedEvent] = (),
     ) -> list[AddResult]:
+        # rows in key order: two replicas writing overlapping batches then lock the same keys in
+        # the same order and one waits for the other; a deadlock left (with a writer that does
+        # not sort) rolls back and is tried again, nothing stored twice
+        sugs = sorted(suggestions, key=lambda r: r.request_id)
+        rows = sorted(((e.event_id, i, e) for i, batch in enumerate(event_batches) for e in batch), key=lambda x: x[:2])
+        attempt = 0
+        while True:
+            try:
+                return self._write_once(sugs, rows, len(event_batches), rejected)
+            except self._retryable as exc:
+                attempt += 1
+                if attempt >= _RETRIES:
+                    raise self._fail("write", exc) from exc
+                time.sleep(0.01 * attempt)
+
+    def _write_once(self, sugs, rows, n_batches: int, rejected) -> list[AddResult]:
         from psycopg.types.json import Jsonb
 
-        results = []
+        results = [AddResult() for _ in range(n_batches)]
+        insert_suggestion = (
+            f"INSERT INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join(['%s'] * SUGGEST_WIDTH)}) "
+            "ON CONFLICT (request_id) DO NOTHING"
+        )
+        insert_event = (
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (event_id) DO NOTHING"
+        )
         with self._lock:
             try:
                 with self._conn.cursor() as cur:
-                    if suggestions:
-                        cur.executemany(
-                            f"INSERT INTO suggestions ({SUGGEST_COLUMNS}) VALUES ({', '.join(['%s'] * SUGGEST_WIDTH)}) "
-                            "ON CONFLICT (request_id) DO NOTHING",
-                            [suggest_values(r, to_utc, Jsonb) for r in suggestions],
-                        )
-                    for batch in event_batches:
-                        res = AddResult()
-                        for e in batch:
-                            cur.execute(
-                                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                                "ON CONFLICT (event_id) DO NOTHING",
-                                event_values(e, to_utc),
-                            )
-                            if cur.rowcount == 1:
-                                res.accepted += 1
-                            else:
-                                res.duplicates += 1
-                        results.append(res)
+                    if sugs:
+                        cur.executemany(insert_suggestion, [suggest_values(r, to_utc, Jsonb) for r in sugs])
+                    for _, i, e in rows:
+                        cur.execute(insert_event, event_values(e, to_utc))
+                        if cur.rowcount == 1:
+                            results[i].accepted += 1
+                        else:
+                            results[i].duplicates += 1
                     if rejected:
                         cur.executemany(
                             f"INSERT INTO rejected_events ({REJECTED_COLUMNS}) VALUES ({', '.join(['%s'] * 9)})",
                             [(*event_values(r.event, to_utc), r.reason) for r in rejected],
                         )
                 self._conn.commit()
+            except self._retryable:
+                self._conn.rollback()
+                raise
             except self._psycopg.Error as exc:
                 raise self._fail("write", exc) from exc
         return results
