@@ -196,8 +196,10 @@ def test_events_get_503_when_the_store_cannot_be_opened(tmp_path, home, fake_emb
     with TestClient(create_app(s, engine=Engine(s, fake_embedder))) as c:
         r = c.post("/v1/events", json={"events": [event(1)]})
         assert r.status_code == 503 and "cannot connect" in r.json()["message"]
+        assert r.headers["retry-after"] == "5"  # the widget keeps the batch and sends it again
         ready = c.get("/readyz").json()
-        assert ready["status"] == "ready" and "cannot connect" in ready["events"]["error"]
+        assert ready["status"] == "degraded" and ready["events"]["available"] is False
+        assert "cannot connect" in ready["events"]["error"]
         assert c.post("/v1/suggest", json={"description": "reset password"}).status_code == 200
 
 

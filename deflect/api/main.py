@@ -194,13 +194,17 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
 
 
 def _open_recorder(app: FastAPI, settings: Settings) -> None:
-    """The event store and its writer; without them suggestions still work and /v1/events says 503."""
+    """The event store's writer. A store that is down is reconnected to in the background
+    (suggestions work meanwhile, /v1/events says 503); a wrong URL leaves no recorder."""
     from deflect.recorder import Recorder
-    from deflect.store import open_store
+    from deflect.store import open_store, store_label
 
     app.state.recorder, app.state.store_error = None, None
     try:
-        app.state.recorder = Recorder(open_store(settings.database_url, settings.home))
+        app.state.recorder = Recorder(
+            lambda: open_store(settings.database_url, settings.home),
+            url=store_label(settings.database_url, settings.home),
+        )
     except DeflectError as exc:
         app.state.store_error = str(exc)
         logging.getLogger("deflect.api").error("events will not be recorded: %s", exc)

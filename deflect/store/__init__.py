@@ -29,7 +29,18 @@ __all__ = [
     "EventStore",
     "SuggestRecord",
     "open_store",
+    "store_label",
 ]
+
+
+def store_label(url: str, home: Path | None = None) -> str:
+    """The store's URL as it may be shown (``/readyz``, logs): without its password."""
+    import re
+
+    url = (url or "").strip()
+    if not url and home is not None:
+        return f"sqlite:///{DataHome(home).events_db}"
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def open_store(url: str, home: Path | None = None, *, migrate: bool = True, target: int | None = None) -> EventStore:

@@ -14,9 +14,12 @@ from fastapi.responses import JSONResponse
 from deflect.api.deps import EngineDep
 from deflect.api.guards import forbidden_origin
 from deflect.api.schemas import ErrorResponse, EventsRequest, EventsResponse
+from deflect.core.errors import StoreError
 from deflect.store.base import Event, RejectedEvent, utcnow
 
 router = APIRouter(prefix="/v1", tags=["events"])
+#: what a 503 tells the widget to wait before sending its kept events again
+RETRY_AFTER_SECONDS = 5
 
 
 @router.post(
@@ -42,7 +45,11 @@ async def post_events(body: EventsRequest, request: Request, engine: EngineDep):
     recorder = getattr(request.app.state, "recorder", None)
     if recorder is None:
         problem = getattr(request.app.state, "store_error", None) or "no event store configured"
-        return JSONResponse(status_code=503, content={"error": "store_unavailable", "message": problem})
+        return JSONResponse(
+            status_code=503,
+            content={"error": "store_unavailable", "message": problem},
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     now = utcnow()
     provenance = engine.provenance
     events: list[Event] = []
@@ -64,5 +71,12 @@ async def post_events(body: EventsRequest, request: Request, engine: EngineDep):
         else:
             rejected.append(RejectedEvent(event, reason))
     # acknowledged only once committed: the recorder resolves the future after its transaction
-    res = await asyncio.wrap_future(recorder.submit_events(events, rejected))
+    try:
+        res = await asyncio.wrap_future(recorder.submit_events(events, rejected))
+    except StoreError as exc:  # not committed, so not acknowledged: the widget sends the batch again
+        return JSONResponse(
+            status_code=503,
+            content={"error": "store_unavailable", "message": str(exc)},
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     return EventsResponse(accepted=res.accepted, duplicates=res.duplicates, rejected=res.rejected)
