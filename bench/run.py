@@ -2,8 +2,8 @@
 baseline measured in the same run. Prints one table and rewrites docs/benchmarks.md's results
 section. Reads ../shared/datasets (never copied); says clearly what is missing.
 
-    python -m bench.run [--only stackfaq,demo,multilingual,xsid,http,ingest,banking77,widget]
-                        [--seconds 10] [--no-readme]
+    python -m bench.run [--only stackfaq,demo,multilingual,xsid,http,ingest,banking77,widget,report]
+                        [--seconds 10] [--report-sizes 20000,200000,2000000] [--no-readme]
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ ALL = {
     "ingest-e5",
     "banking77-e5",
     "e5-int8",
+    "report",
 }
 rows: list[dict] = []
 notes: list[str] = []
@@ -461,6 +462,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per HTTP load level")
     ap.add_argument("--articles", type=int, default=2000, help="generated articles for the ingest benchmark")
     ap.add_argument("--baseline-sample", type=int, default=600, help="chunks encoded by the PyTorch baseline")
+    ap.add_argument("--report-sizes", default="20000,200000,2000000", help="simulated sessions per report store")
     ap.add_argument("--no-readme", action="store_true")
     a = ap.parse_args()
     only = set(a.only.split(","))
@@ -507,6 +509,11 @@ def main() -> None:
                 notes.extend(ML.bench_intents(encoders, work, row))
             if "http-e5" in only:
                 notes.extend(ML.bench_http_e5(embs.int8, e5, work, a.seconds, row, _wait_ready, _load))
+        if "report" in only:
+            from bench import report_scale
+
+            sizes = tuple(int(x) for x in a.report_sizes.split(","))
+            notes.extend(report_scale.run(work, embs.int8, row, sizes))
         if "http" in only:
             bench_http(work, embs, a.seconds)
         if "ingest" in only:
