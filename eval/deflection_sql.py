@@ -20,11 +20,12 @@ needs no second engine beside the database a team already runs.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from deflect.core.errors import InvalidInputError
+from deflect.core.errors import InvalidInputError, StoreError
 from deflect.eval.deflection import (
     AFTER_SUGGEST,
     FLAG_REASONS,
@@ -168,19 +169,43 @@ def _place(d: Dialect, steps: list[tuple[str, dict]], db: str) -> list[tuple[str
 
 
 def _on_postgres(store, steps: list[tuple[str, dict]]) -> list[list[tuple]]:
-    """Every step's rows, run by PostgreSQL in one transaction. It joins by hashing: the
-    indexes SQLite needs only cost time there (they are left out, their result empty); and
-    temporary tables have no statistics until analysed (without them the planner chooses
-    badly)."""
+    """Every step's rows, run by PostgreSQL in one transaction that is rolled back at the end.
+
+    The per-session tables are unlogged tables in a schema of their own, made in that
+    transaction (so rolling it back, or a crash, leaves nothing behind): unlike temporary
+    tables they are not confined to ``temp_buffers`` and PostgreSQL may scan them with
+    parallel workers (measured at 2,000,000 sessions: 55 s against 74 s). A role that may not
+    create a schema gets temporary tables instead. Indexes, which SQLite needs, only cost
+    time here (PostgreSQL joins by hashing; their results are empty); each table is analysed
+    once made (without statistics the planner chooses badly)."""
+    schema = f"deflect_report_{uuid.uuid4().hex[:12]}"
+    try:
+        return _run_postgres(store, steps, schema)
+    except StoreError as exc:
+        if "permission denied" not in str(exc):
+            raise
+        return _run_postgres(store, steps, None)
+
+
+def _run_postgres(store, steps: list[tuple[str, dict]], schema: str | None) -> list[list[tuple]]:
     run: list[tuple[str, dict]] = [("SET LOCAL work_mem = '64MB'", {})]
+    if schema is not None:
+        run += [
+            (f"CREATE SCHEMA {schema}", {}),
+            (f"SELECT set_config('search_path', '{schema}, ' || current_setting('search_path'), true)", {}),
+            ("SET LOCAL parallel_setup_cost = 100", {}),
+            ("SET LOCAL min_parallel_table_scan_size = '1MB'", {}),
+        ]
     at: list[int | None] = []
     for sql, params in steps:
         if sql.startswith("CREATE INDEX"):
             at.append(None)
             continue
+        if schema is not None:
+            sql = sql.replace("CREATE TEMP TABLE ", "CREATE UNLOGGED TABLE ", 1)
         at.append(len(run))
         run.append((sql, params))
-        if sql.startswith("CREATE TEMP TABLE"):
+        if sql.startswith(("CREATE TEMP TABLE", "CREATE UNLOGGED TABLE")):
             run.append((f"ANALYZE {sql.split()[3]}", {}))
     rows = store.query_all(run)
     return [[] if i is None else rows[i] for i in at]

@@ -182,3 +182,47 @@ def test_gap_queries_are_sampled_evenly_and_counted_exactly(store):
     assert total > 100 and len(full.gap_queries) == total
     assert sample.gap_counts == full.gap_counts and 25 <= len(sample.gap_queries) <= 50
     assert [g.query for g in sample.gap_queries] == [g.query for g in full.gap_queries][:: -(-total // 50)]
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_create_a_schema_gets_the_same_report(pg_url, monkeypatch):
+    """The report makes its tables in a schema of its own; a read-only reporting role cannot,
+    and gets temporary tables instead: the same figures."""
+    import psycopg
+
+    owner = open_store(pg_url)
+    try:
+        simulate(owner, FakeEngine(), QUERIES, sessions=400, true_effect=0.1, seed=2, end=T + timedelta(days=3))
+        expected = measure_in_store(owner, now=NOW, include_simulated=True)
+    finally:
+        owner.close()
+    schema = pg_url.rsplit("%3D", 1)[1]
+    role = f"deflect_reader_{uuid.uuid4().hex[:8]}"
+    admin = pg_url.split("?", 1)[0]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        db = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"REVOKE CREATE ON DATABASE {db} FROM PUBLIC")
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+    try:
+        from deflect.eval import deflection_sql
+
+        tried = []
+        real = deflection_sql._run_postgres
+        monkeypatch.setattr(
+            deflection_sql, "_run_postgres", lambda st, steps, sc: tried.append(sc) or real(st, steps, sc)
+        )
+        reader_url = pg_url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+        reader = open_store(reader_url, migrate=False)
+        try:
+            got = measure_in_store(reader, now=NOW, include_simulated=True)
+        finally:
+            reader.close()
+        assert_same(expected, got)
+        assert tried[0] is not None and tried[1:] == [None]  # refused its own schema, then temporary tables
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {role}")
+            conn.execute(f"REVOKE ALL ON SCHEMA {schema} FROM {role}")
+            conn.execute(f"DROP ROLE {role}")
