@@ -280,6 +280,18 @@ def measure_in_store(
     ]
     # stage 2, side by side: per session, from the suggest calls (0) and from the events (1)
     from_calls = [("CREATE INDEX rpt_sug_rid ON rpt_sug (request_id)", {}), *first_last(d, eligible, p)]
+    from_calls += [
+        (
+            f"""CREATE TEMP TABLE rpt_busy AS
+            SELECT s.session_id FROM rpt_s s
+            JOIN (SELECT client, {d.hour("first_sug")} AS h FROM rpt_s
+                  WHERE client IS NOT NULL AND client <> '' GROUP BY client, {d.hour("first_sug")}
+                  HAVING COUNT(*) > :busy) b
+              ON b.client = s.client AND b.h = {d.hour("s.first_sug")}""",
+            p,
+        ),
+        ("CREATE INDEX rpt_busy_sid ON rpt_busy (session_id)", {}),
+    ]
     from_events: list[tuple[str, dict]] = [
         ("CREATE INDEX rpt_ev_type ON rpt_ev (type, session_id)", {}),
         (
@@ -306,10 +318,16 @@ def measure_in_store(
         ),
         ("CREATE INDEX rpt_burst_sid ON rpt_burst (session_id)", {}),
     ]
-    # stage 3: one row per session of the period (rpt_p)
-    joined: list[tuple[str, dict]] = [
-        (
-            f"""CREATE TEMP TABLE rpt_sub AS
+
+    # stage 3: one row per session of the period (rpt_p); on SQLite in two halves side by side
+    # (by the last character of the session id), rpt_p0 and rpt_p1
+    def joined(k: str) -> list[tuple[str, dict]]:
+        def part(col: str) -> str:
+            return f"unicode(substr({col}, -1)) % 2 = {k}" if k else "1 = 1"
+
+        return [
+            (
+                f"""CREATE TEMP TABLE rpt_sub{k} AS
             SELECT f.session_id,
                    MAX(CASE WHEN e.shown_at IS NOT NULL AND f.ts >= e.shown_at AND f.ts <= {d.plus("e.shown_at", w)}
                        THEN 1 ELSE 0 END) AS sub_shown,
@@ -317,22 +335,12 @@ def measure_in_store(
                             AND f.ts <= {d.plus("s.eligible_at", w)} THEN 1 ELSE 0 END) AS sub_elig
             FROM rpt_ev f LEFT JOIN rpt_e e ON e.session_id = f.session_id
             LEFT JOIN rpt_s s ON s.session_id = f.session_id
-            WHERE f.type = 'form_submitted' GROUP BY f.session_id""",
-            p,
-        ),
-        ("CREATE INDEX rpt_sub_sid ON rpt_sub (session_id)", {}),
-        (
-            f"""CREATE TEMP TABLE rpt_busy AS
-            SELECT s.session_id FROM rpt_s s
-            JOIN (SELECT client, {d.hour("first_sug")} AS h FROM rpt_s
-                  WHERE client IS NOT NULL AND client <> '' GROUP BY client, {d.hour("first_sug")}
-                  HAVING COUNT(*) > :busy) b
-              ON b.client = s.client AND b.h = {d.hour("s.first_sug")}""",
-            p,
-        ),
-        ("CREATE INDEX rpt_busy_sid ON rpt_busy (session_id)", {}),
-        (
-            f"""CREATE TEMP TABLE rpt_p AS SELECT * FROM (
+            WHERE f.type = 'form_submitted' AND {part("f.session_id")} GROUP BY f.session_id""",
+                p,
+            ),
+            (f"CREATE INDEX rpt_sub{k}_sid ON rpt_sub{k} (session_id)", {}),
+            (
+                f"""CREATE TEMP TABLE rpt_p{k} AS SELECT * FROM (
             SELECT k.session_id, COALESCE(s.n_sug, 0) AS n_sug, s.first_sug, s.eligible_at, s.variant, s.channel,
                    s.last_intent, COALESCE(s.last_abstained, 0) AS last_abstained, s.last_reason, s.last_query,
                    e.shown_at, COALESCE(e.opened, 0) AS opened, COALESCE(e.helpful, 0) AS helpful,
@@ -348,18 +356,19 @@ def measure_in_store(
                         WHEN y.session_id IS NOT NULL THEN 'busy_client' END AS flag,
                    CASE WHEN e.shown_at IS NOT NULL AND {d.plus("e.shown_at", w)} <= :as_of THEN 1 ELSE 0 END
                        AS closed
-            FROM (SELECT session_id FROM rpt_e
-                  UNION ALL SELECT session_id FROM rpt_s a
-                            WHERE NOT EXISTS (SELECT 1 FROM rpt_e b WHERE b.session_id = a.session_id)) k
+            FROM (SELECT session_id FROM rpt_e WHERE {part("session_id")}
+                  UNION ALL SELECT session_id FROM rpt_s a WHERE {part("a.session_id")}
+                            AND NOT EXISTS (SELECT 1 FROM rpt_e b WHERE b.session_id = a.session_id)) k
             LEFT JOIN rpt_s s ON s.session_id = k.session_id
             LEFT JOIN rpt_e e ON e.session_id = k.session_id
             LEFT JOIN rpt_burst b ON b.session_id = k.session_id
-            LEFT JOIN rpt_sub u ON u.session_id = k.session_id
+            LEFT JOIN rpt_sub{k} u ON u.session_id = k.session_id
             LEFT JOIN rpt_busy y ON y.session_id = k.session_id) x
             WHERE 1 = 1{period}""",
-            p,
-        ),
-    ]
+                p,
+            ),
+        ]
+
     engaged = "(opened = 1 OR helpful = 1)"
     calls_range = rng("created_at", "since", "until")
     ok = "flag IS NULL"
@@ -458,19 +467,24 @@ def measure_in_store(
     # stage 4, side by side: the figures per article (0) and the others (1)
     per_article = ["art_shown", "art_opened", "art_feedback"]
     others = [n for n in queries if n not in per_article]
-    stages = [
-        [copy],
-        [_place(d, from_calls, "r0"), _place(d, from_events, "r1")],
-        [_place(d, joined, "r0")],
-        [[queries[n] for n in per_article], [queries[n] for n in others]],
-    ]
+    figures = [[queries[n] for n in per_article], [queries[n] for n in others]]
     if d.sqlite:
-        copy[0:2] = _place(d, copy[0:1], "r0") + _place(d, copy[1:2], "r1")
-        results = store.query_stages(stages)
+        halves = "CREATE TEMP VIEW rpt_p AS SELECT * FROM rpt_p0 UNION ALL SELECT * FROM rpt_p1"
+        stages = [
+            [_place(d, copy[0:1], "r0") + _place(d, copy[1:2], "r1") + copy[2:]],
+            [_place(d, from_calls, "r0"), _place(d, from_events, "r1")],
+            [_place(d, joined("0"), "r2"), _place(d, joined("1"), "r3")],
+            [[(halves, {}), *branch] for branch in figures],
+        ]
+        flat = store.query_stages(stages)
+        tail = flat[len(flat) - len(queries) - 2 :]
+        results = tail[1 : 1 + len(per_article)] + tail[2 + len(per_article) :]
     else:
-        results = _on_postgres(store, [step for stage in stages for branch in stage for step in branch])
-    names = ["copy_sug", "copy_ev", "rejected"]
-    names += [f"s{i}" for i in range(len(from_calls) + len(from_events) + len(joined))] + per_article + others
+        steps = copy + from_calls + from_events + joined("") + figures[0] + figures[1]
+        flat = _on_postgres(store, steps)
+        results = flat[len(flat) - len(queries) :]
+    names = ["rejected", *per_article, *others]
+    results = [flat[2], *results]
     r = dict(zip(names, results, strict=True))
     gap_rows = r["gaps"]
 

@@ -194,11 +194,12 @@ class SQLiteStore(StoreBase):
 
     def query_stages(self, stages: Sequence[Sequence[Sequence[tuple[str, dict]]]]) -> list[list[tuple]]:
         """Each step's rows, for stages run in order whose branches (at most two) run side by
-        side on two connections, so that a report uses both cores. Tables are made in two
-        scratch databases, ``r0`` and ``r1``, attached to both connections: files in a new
-        temporary directory (``TMPDIR``), without journal, deleted at the end. A branch may
-        read both but write only its own (branch 0 ``r0``, branch 1 ``r1``); the first stage
-        (one branch) reads the store in one transaction and copies what the others need."""
+        side on two connections, so that a report uses both cores. Tables are made in four
+        scratch databases, ``r0`` to ``r3``, attached to both connections: files in a new
+        temporary directory (``TMPDIR``), without journal, deleted at the end. Two branches
+        of one stage must not write a database the other reads (SQLite locks whole files);
+        the first stage (one branch) reads the store in one transaction and copies what the
+        others need."""
         import shutil
         import tempfile
         from concurrent.futures import ThreadPoolExecutor
@@ -216,7 +217,7 @@ class SQLiteStore(StoreBase):
                         check_same_thread=False,
                         isolation_level=None,
                     )
-                    for name in ("r0", "r1"):
+                    for name in ("r0", "r1", "r2", "r3"):
                         c.execute(f"ATTACH DATABASE ? AS {name}", (str(scratch / f"{name}.db"),))
                         c.execute(f"PRAGMA {name}.journal_mode=OFF")
                         c.execute(f"PRAGMA {name}.synchronous=OFF")
