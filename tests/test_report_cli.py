@@ -139,9 +139,9 @@ def test_export_jsonl_and_parquet_and_report_from_an_export(simulated, tmp_path)
 
 def test_events_info_and_migrate(simulated, tmp_path):
     home, url = simulated
-    assert "schema:      3" in cli("events", "info", "--home", str(home), "--database-url", url)
+    assert "schema:      4" in cli("events", "info", "--home", str(home), "--database-url", url)
     fresh = f"sqlite:///{tmp_path / 'new.db'}"
-    assert "schema 0 -> 3 (applied 1, 2, 3)" in cli("events", "migrate", "--home", str(home), "--database-url", fresh)
+    assert "schema 0 -> 4 (applied 1, 2, 3, 4)" in cli("events", "migrate", "--home", str(home), "--database-url", fresh)
     assert "(up to date)" in cli("events", "migrate", "--home", str(home), "--database-url", fresh)
 
 
