@@ -141,7 +141,8 @@ def test_events_info_and_migrate(simulated, tmp_path):
     home, url = simulated
     assert "schema:      4" in cli("events", "info", "--home", str(home), "--database-url", url)
     fresh = f"sqlite:///{tmp_path / 'new.db'}"
-    assert "schema 0 -> 4 (applied 1, 2, 3, 4)" in cli("events", "migrate", "--home", str(home), "--database-url", fresh)
+    migrated = cli("events", "migrate", "--home", str(home), "--database-url", fresh)
+    assert "schema 0 -> 4 (applied 1, 2, 3, 4)" in migrated
     assert "(up to date)" in cli("events", "migrate", "--home", str(home), "--database-url", fresh)
 
 
