@@ -64,6 +64,19 @@ QUERIES = [
 OLD_SALT = "deflect-control-v1"  # the documented default the attacker knows
 
 
+def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Until the server at ``base`` answers /readyz with 200 (fails if it exits first)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.time() < deadline and proc.poll() is None, "server did not start"
+        time.sleep(0.1)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -95,15 +108,7 @@ def server(tmp_path, home):
         [sys.executable, "-c", SERVER, str(home), str(port)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.time() < deadline and proc.poll() is None, "server did not start"
-        time.sleep(0.1)
+    wait_ready(base, proc)
     try:
         yield base, settings, summary
     finally:

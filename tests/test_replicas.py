@@ -22,7 +22,7 @@ from deflect.kb_ingest.pipeline import ingest
 from deflect.models.embedders import KeywordEmbedder
 from deflect.store import open_store
 from tests.conftest import KEYWORDS, ROOT, small_kb
-from tests.test_attacks import _free_port
+from tests.test_attacks import _free_port, wait_ready
 
 pytestmark = pytest.mark.postgres
 
@@ -41,18 +41,6 @@ uvicorn.run(create_app(s, engine=Engine(s, KeywordEmbedder(KEYWORDS))), host="12
 """
 
 
-def _wait(base: str, proc: subprocess.Popen) -> None:
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.time() < deadline and proc.poll() is None, "server did not start"
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def replicas(tmp_path, home, pg_url):
     """Two servers, one data home (the index) and one PostgreSQL store; the same
@@ -66,7 +54,7 @@ def replicas(tmp_path, home, pg_url):
         bases.append(f"http://127.0.0.1:{port}")
     try:
         for base, proc in zip(bases, procs, strict=True):
-            _wait(base, proc)
+            wait_ready(base, proc)
         yield bases, pg_url
     finally:
         for proc in procs:

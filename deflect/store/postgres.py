@@ -212,32 +212,32 @@ class PostgresStore(StoreBase):
 
     def query_all(self, steps: Sequence[tuple[str, dict]]) -> list[list[tuple]]:
         """Each step's rows, all in one read transaction, rolled back at the end."""
-        out = []
-        with self._lock:
-            try:
-                with self._conn.cursor() as cur:
-                    for sql, params in steps:
-                        cur.execute(_named(sql), params)
-                        out.append(cur.fetchall() if cur.description else [])
-            except self._psycopg.Error as exc:
-                raise self._fail("query", exc) from exc
-            finally:
-                self._conn.rollback()
-        return out
+        return self._steps(steps, commit=False)
 
     def modify_all(self, steps: Sequence[tuple[str, dict]]) -> list[int]:
         """Each step's count of rows changed, all in one write transaction, committed at the end
         (or none of them, when one fails)."""
-        out = []
+        return self._steps(steps, commit=True)
+
+    def _steps(self, steps: Sequence[tuple[str, dict]], *, commit: bool) -> list:
+        """Run ``steps`` in one transaction: rows of each (read) or rows changed (``commit``)."""
+        out: list = []
         with self._lock:
             try:
                 with self._conn.cursor() as cur:
                     for sql, params in steps:
                         cur.execute(_named(sql), params)
-                        out.append(cur.rowcount)
-                self._conn.commit()
+                        if commit:
+                            out.append(cur.rowcount)
+                        else:
+                            out.append(cur.fetchall() if cur.description else [])
+                if commit:
+                    self._conn.commit()
             except self._psycopg.Error as exc:
-                raise self._fail("change", exc) from exc
+                raise self._fail("change" if commit else "query", exc) from exc
+            finally:
+                if not commit:
+                    self._conn.rollback()
         return out
 
     # ---- reads ------------------------------------------------------------------------
