@@ -226,3 +226,29 @@ def test_a_role_that_may_not_create_a_schema_gets_the_same_report(pg_url, monkey
             conn.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {role}")
             conn.execute(f"REVOKE ALL ON SCHEMA {schema} FROM {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_sqlite_branches_leave_no_scratch_files_and_name_the_store_on_failure(tmp_path, monkeypatch):
+    import tempfile
+
+    from deflect.core.errors import StoreError
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    s = open_store(f"sqlite:///{tmp_path / 'events.db'}")
+    try:
+        edge_cases(s)
+        mem, sql = both(s, now=NOW)
+        assert mem.sessions > 0
+        assert_same(mem, sql)
+        assert not list(scratch.iterdir())  # the scratch databases are gone
+        stages = [
+            [[("CREATE TABLE r0.t AS SELECT 1 AS x", {})]],
+            [[("SELECT x FROM t", {})], [("SELECT x FROM no_such_table", {})]],
+        ]
+        with pytest.raises(StoreError, match=r"events\.db: query failed \(no such table: no_such_table\)"):
+            s.query_stages(stages)
+        assert not list(scratch.iterdir())
+    finally:
+        s.close()
