@@ -100,30 +100,24 @@ def first_last(d: Dialect, eligible: str, p: dict) -> list[tuple[str, dict]]:
               CASE WHEN abstained = :yes THEN 1 ELSE 0 END AS last_abstained, reason AS last_reason,
               query AS last_query"""
     if d.sqlite:
-        # SQLite takes a bare column from the row that holds the MIN() or MAX() (documented);
-        # created_at is fixed-width text, so created_at || request_id orders as (time, id)
+        # one pass groups the calls; the first and the last call of each session are found by
+        # the key (time, request id) that the pass keeps, through the request id's index
+        # (created_at is fixed-width text, so the key orders as the pair does)
+        key = "created_at || char(1) || request_id"
         return [
-            (f"CREATE TEMP TABLE rpt_a AS {agg}", p),
-            ("CREATE INDEX rpt_a_sid ON rpt_a (session_id)", {}),
             (
-                """CREATE TEMP TABLE rpt_f AS SELECT session_id, MIN(created_at || '|' || request_id) AS k,
-                   variant, client, channel FROM rpt_sug WHERE session_id IS NOT NULL GROUP BY session_id""",
-                {},
+                f"""CREATE TEMP TABLE rpt_a AS SELECT session_id, COUNT(*) AS n_sug, MIN(created_at) AS first_sug,
+                   MIN(CASE WHEN {eligible} THEN created_at END) AS eligible_at, MIN({key}) AS kf, MAX({key}) AS kl
+                   FROM rpt_sug WHERE session_id IS NOT NULL GROUP BY session_id""",
+                p,
             ),
             (
-                """CREATE TEMP TABLE rpt_l AS SELECT session_id, MAX(created_at || '|' || request_id) AS k,
-                   intent_label, abstained, reason, query FROM rpt_sug WHERE session_id IS NOT NULL
-                   GROUP BY session_id""",
-                {},
-            ),
-            ("CREATE INDEX rpt_f_sid ON rpt_f (session_id)", {}),
-            ("CREATE INDEX rpt_l_sid ON rpt_l (session_id)", {}),
-            (
-                """CREATE TEMP TABLE rpt_s AS SELECT a.*, f.variant, f.client, f.channel, l.intent_label AS last_intent,
+                """CREATE TEMP TABLE rpt_s AS SELECT a.session_id, a.n_sug, a.first_sug, a.eligible_at,
+                   f.variant, f.client, f.channel, l.intent_label AS last_intent,
                    CASE WHEN l.abstained = :yes THEN 1 ELSE 0 END AS last_abstained, l.reason AS last_reason,
                    l.query AS last_query
-                   FROM rpt_a a JOIN rpt_f f ON f.session_id = a.session_id
-                   JOIN rpt_l l ON l.session_id = a.session_id""",
+                   FROM rpt_a a JOIN rpt_sug f ON f.request_id = substr(a.kf, instr(a.kf, char(1)) + 1)
+                   JOIN rpt_sug l ON l.request_id = substr(a.kl, instr(a.kl, char(1)) + 1)""",
                 p,
             ),
             ("CREATE INDEX rpt_s_sid ON rpt_s (session_id)", {}),
@@ -293,7 +287,7 @@ def measure_in_store(
         ("CREATE INDEX rpt_busy_sid ON rpt_busy (session_id)", {}),
     ]
     from_events: list[tuple[str, dict]] = [
-        ("CREATE INDEX rpt_ev_type ON rpt_ev (type, session_id)", {}),
+        ("CREATE INDEX rpt_ev_sid ON rpt_ev (session_id, type, ts, article_id, helpful)", {}),
         (
             f"""CREATE TEMP TABLE rpt_e AS
             SELECT session_id, MIN(ts) AS first_ev,
