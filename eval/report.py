@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -132,11 +133,36 @@ def to_json(report: DeflectionReport) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str)
 
 
+class _SafeWriter:
+    """A ``csv.writer`` whose text cells cannot run as a spreadsheet formula: a cell that
+    begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (and is not a number)
+    gets a leading ``'``, as OWASP recommends for CSV exports. Article titles, intent names
+    and customers' queries come from outside, and a support lead opens this in Excel."""
+
+    def __init__(self, buf: io.StringIO) -> None:
+        self._w = csv.writer(buf)
+
+    def writerow(self, row) -> None:
+        self._w.writerow([safe_cell(c) for c in row])
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def safe_cell(cell):
+    """``cell`` as a spreadsheet shows it and never evaluates it (see :class:`_SafeWriter`)."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
 def to_csv(report: DeflectionReport) -> str:
-    """Long format, one figure per row: ``section, key, metric, value``."""
+    """Long format, one figure per row: ``section, key, metric, value``. Safe to open in a
+    spreadsheet (:func:`safe_cell`)."""
     m = report.measurement
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = _SafeWriter(buf)
     w.writerow(["section", "key", "metric", "value"])
     for k, v in m.summary().items():
         w.writerow(["summary", "", k, _plain(v)])

@@ -378,3 +378,25 @@ def test_money_prices_each_channel_and_adds_their_variances():
     d = json.loads(to_json(rep))
     assert d["money"]["saved"] == pytest.approx(220) and d["money"]["by_channel"][0]["channel"] == "chat"
     assert json.loads(to_json(build_report(m)))["money"] is None
+
+
+def test_csv_cells_never_start_a_formula(scenario):
+    """OWASP CSV injection: text from outside (titles, queries, intents) that starts with a
+    formula character is escaped with a leading quote; numbers (negative ones too) are not."""
+    from dataclasses import replace
+
+    from deflect.eval.report import build_report, safe_cell, to_csv
+
+    hostile = ['=HYPERLINK("http://x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    recs = [replace(r, query=hostile[i % len(hostile)] + " reset password", intent_label=hostile[i % len(hostile)])
+            for i, r in enumerate(scenario.recs)]  # fmt: skip
+    m = measure(recs, scenario.events, now=NOW)
+    rep = build_report(m, titles={"a1": "=cmd|' /C calc'!A0", "a2": "@evil"})
+    rows = list(csv.reader(io.StringIO(to_csv(rep))))
+    cells = [c for row in rows for c in row]
+    assert ["by_article", "a1", "title", "'=cmd|' /C calc'!A0"] in rows
+    assert any(c.startswith("'@") for c in cells) and any(c.startswith("'=HYPERLINK") for c in cells)
+    for c in cells:
+        assert not c.startswith(("=", "+", "@", "\t", "\r")), c
+        assert not c.startswith("-") or float(c) < 0, c
+    assert safe_cell("-0.05") == "-0.05" and safe_cell(-3) == -3 and safe_cell("-2+3") == "'-2+3"
