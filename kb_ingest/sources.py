@@ -27,7 +27,7 @@ from deflect.kb_ingest.clean import (
     sections_to_text,
     text_to_sections,
 )
-from deflect.models.documents import Article
+from deflect.models.documents import Article, link_allowed
 
 FORMATS = ("auto", "markdown", "html", "csv", "jsonl", "zendesk")
 MD_EXT = {".md", ".markdown", ".mdx"}
@@ -84,11 +84,14 @@ def _make(fields: dict, body_sections: list[Section], origin: str, title_from_bo
         body = sections_to_text(sections)
         if not body.strip():
             return Skipped(origin, f"article {aid}: empty body after cleaning")
+        url = _str(fields.get("url"))
+        if url and not link_allowed(url):
+            return Skipped(origin, f"article {aid}: url {url[:80]!r} is not an http(s) link")
         art = Article(
             id=aid,
             title=title,
             body=body,
-            url=_str(fields.get("url")),
+            url=url,
             locale=_str(fields.get("locale")),
             section=_str(fields.get("section")),
             tags=_tags(fields.get("tags")),

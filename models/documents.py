@@ -4,7 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
+
+_URL_CHARS_OK = re.compile(r"[^\x00-\x20\x7f\\]+")
+
+
+def link_allowed(url: str) -> bool:
+    """True when ``url`` may be a link shown to a customer: ``http``/``https``, or relative to
+    the page (``/help/12``, ``//help.example.com/12``, ``12.html``). Any other scheme
+    (``javascript:``, ``data:``, ``vbscript:``, ...) is refused, and so are control characters,
+    spaces and backslashes, which browsers drop or rewrite before they read the scheme."""
+    if not url:
+        return False
+    if not _URL_CHARS_OK.fullmatch(url):
+        return False
+    scheme = urlsplit(url).scheme
+    return scheme in ("http", "https") or (scheme == "" and ":" not in url.split("/", 1)[0])
 
 
 @dataclass(frozen=True)

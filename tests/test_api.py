@@ -172,3 +172,16 @@ def test_settings_refuse_unsafe_values():
     with pytest.raises(ValueError):
         Settings(min_score=2)
     assert Settings(_env_file=None, cors_origins="https://a, https://b").cors_origins == ["https://a", "https://b"]
+
+
+def test_a_bundle_link_that_is_not_http_is_never_served(tmp_path, settings, fake_embedder):
+    """Ingest refuses such links; a bundle made before it did is served without them."""
+    from dataclasses import replace
+
+    ingest(small_kb(tmp_path), settings.home, fake_embedder)
+    engine = Engine(settings, fake_embedder)
+    with TestClient(create_app(settings, engine=engine)) as c:
+        arts = engine.index.get().articles
+        arts["pw"] = replace(arts["pw"], url="javascript:alert(document.domain)")
+        body = c.post("/v1/suggest", json={"subject": "password", "description": "reset my password"}).json()
+    assert body["suggestions"][0]["article_id"] == "pw" and body["suggestions"][0]["url"] == ""

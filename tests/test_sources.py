@@ -156,3 +156,27 @@ def test_unknown_source_and_format(tmp_path):
         list(read_source(tmp_path, "pdf"))
     with pytest.raises(IngestError, match="no Markdown"):
         list(read_source(tmp_path))
+
+
+def test_article_urls_other_than_http_are_reported_and_skipped(tmp_path):
+    bad = ["javascript:alert(1)", "JaVaScRiPt:alert(1)", "java\tscript:alert(1)", "data:text/html,x",
+           "vbscript:msgbox(1)", "file:///etc/passwd", "\\\\evil\\share", "jav ascript:x"]  # fmt: skip
+    good = ["https://help.example.com/a", "http://help.example.com/b", "/help/c", "//help.example.com/d", "e.html"]
+    rows = [{"id": f"bad{i}", "title": "T", "body": "text", "url": u} for i, u in enumerate(bad)]
+    rows += [{"id": f"good{i}", "title": "T", "body": "text", "url": u} for i, u in enumerate(good)]
+    p = write(tmp_path / "kb.jsonl", "\n".join(json.dumps(r) for r in rows))
+    recs = list(read_source(p))
+    assert sorted(r.article.id for r in parsed(recs)) == [f"good{i}" for i in range(len(good))]
+    sk = {int(s.origin.rsplit(":", 1)[1]): s.reason for s in skipped(recs)}
+    assert sorted(sk) == list(range(1, len(bad) + 1))
+    assert "bad0: url 'javascript:alert(1)' is not an http(s) link" in sk[1]
+    md = write(tmp_path / "kb" / "x.md", '---\nid: x\ntitle: X\nurl: "javascript:alert(1)"\n---\nBody.\n')
+    (s,) = skipped(read_source(md.parent))
+    assert s.origin.endswith("x.md") and "not an http(s) link" in s.reason
+
+
+def test_which_links_are_allowed():
+    from deflect.models.documents import link_allowed
+
+    assert link_allowed("https://x/a") and link_allowed("/a") and not link_allowed("javascript:x")
+    assert not link_allowed("") and not link_allowed(" https://x") and not link_allowed("https:\\\\x")

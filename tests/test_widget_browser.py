@@ -610,3 +610,60 @@ def test_a_session_without_a_suggest_answer_sends_no_events(api, browser):
     page.wait_for_url("**/demo/sent")
     assert posted == [] and events_of(api.db, sid, {"form_submitted"}, timeout=1.0) == []
     ctx.close()
+
+
+HOSTILE = [
+    "javascript:window.__pwned=1",
+    " JaVaScRiPt:window.__pwned=2",
+    "java\tscript:window.__pwned=3",
+    "data:text/html,<script>parent.__pwned=4</script>",
+    "vbscript:msgbox(5)",
+]
+
+
+@pytest.mark.parametrize("target", [None, "_self", "_blank", "_top", "_parent", "frame"])
+def test_only_http_links_are_rendered_and_a_hostile_link_runs_nothing(api, browser, target):
+    """An answer whose suggestions link to ``javascript:`` and other schemes (a bundle from
+    before ingest refused them, a tampered response): the widget renders and follows only the
+    http(s) one, under every ``data-target``: clicking the first link (the hostile one before
+    links were checked) goes to the http(s) page and runs no script."""
+    import json
+
+    ctx, page = new_page(browser, session_in("treatment", f"x{target}"))
+    items = [{"article_id": f"h{i}", "title": f"hostile {i}", "url": u, "snippet": "s", "score": 0.9}
+             for i, u in enumerate(HOSTILE)]  # fmt: skip
+    safe = api.url + "/demo/articles/ok"
+    items.append({"article_id": "ok", "title": "safe", "url": safe, "snippet": "s", "score": 0.8})
+    answer = {"request_id": "r1", "variant": "treatment", "abstained": False, "reason": None, "intent": None,
+              "suggestions": items, "index_version": "v", "model_version": None, "token": "t"}  # fmt: skip
+    page.route("**/v1/suggest", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                           body=json.dumps(answer)))  # fmt: skip
+    attrs = f"data-target='{target}'" if target else ""
+    host_page(page, api.url + "/contact", "en", attrs)
+    type_query(page)
+    page.wait_for_selector(LINKS)
+    hrefs = page.eval_on_selector_all(LINKS, "els => els.map(e => e.getAttribute('href'))")
+    assert hrefs == [safe]
+    first = page.locator(LINKS).first  # before links were checked: the javascript: one
+    if target in (None, "_blank", "frame"):  # a new tab
+        with ctx.expect_page() as opened:
+            first.click()
+        opened.value.wait_for_load_state()
+        assert opened.value.url == safe
+        assert page.evaluate("window.__pwned === undefined")
+    else:
+        first.click()
+        page.wait_for_url(safe)
+    assert page.errors == []
+    ctx.close()
+
+
+def test_a_hostile_article_url_template_or_leave_url_is_never_followed(api, browser):
+    ctx, page = new_page(browser, session_in("treatment", "tpl"))
+    hostile = "data-article-url='javascript:window.__pwned={id}' data-leave-url='javascript:window.__pwned=9'"
+    host_page(page, api.url + "/contact", "en", hostile)
+    type_query(page)
+    page.wait_for_timeout(1500)  # the answer arrives; nothing may be rendered from it
+    assert page.eval_on_selector_all(LINKS, "els => els.length") == 0
+    assert page.evaluate("window.__pwned === undefined") and page.errors == []
+    ctx.close()

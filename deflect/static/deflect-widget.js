@@ -145,6 +145,19 @@
     return "x" + Date.now().toString(36) + Math.random().toString(36).slice(2, 12);
   }
 
+  /** ``u`` resolved against the page when it is an http(s) URL; null for any other scheme
+   * (javascript:, data:, vbscript:, ...), which is never rendered or followed. */
+  function safeUrl(u) {
+    if (typeof u !== "string" || !u) return null;
+    var p;
+    try {
+      p = new URL(u, location.href);
+    } catch (e) {
+      return null;
+    }
+    return p.protocol === "http:" || p.protocol === "https:" ? p.href : null;
+  }
+
   function nowIso() {
     return new Date().toISOString();
   }
@@ -372,8 +385,7 @@
         self.left = true;
         self.track({ type: "form_abandoned" });
         self.flush(true);
-        var to = self.leaveUrl || document.referrer || "/";
-        location.assign(to);
+        location.assign(safeUrl(self.leaveUrl) || safeUrl(document.referrer) || "/");
       });
     });
     box.addEventListener("keydown", function (ev) {
@@ -461,13 +473,24 @@
       this.hide();
       return;
     }
-    this.current = res;
     var self = this;
+    // only http(s) links are ever rendered, whatever the index or the page's settings say
+    var hrefs = items.map(function (s) {
+      return safeUrl(self.articleUrl ? self.articleUrl.replace("{id}", encodeURIComponent(s.article_id)) : s.url);
+    });
+    items = items.filter(function (s, i) { return hrefs[i] !== null; });
+    hrefs = hrefs.filter(function (h) { return h !== null; });
+    if (!items.length) {
+      this.current = null;
+      this.hide();
+      return;
+    }
+    this.current = res;
     this.list.textContent = "";
-    items.forEach(function (s) {
+    items.forEach(function (s, i) {
       var li = document.createElement("li");
       var a = document.createElement("a");
-      a.href = self.articleUrl ? self.articleUrl.replace("{id}", encodeURIComponent(s.article_id)) : s.url;
+      a.href = hrefs[i];
       if (self.target) a.target = self.target;
       if (self.target === "_blank") a.rel = "noopener";
       a.setAttribute("part", "suggestion");
