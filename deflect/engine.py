@@ -7,6 +7,7 @@ a request keeps the bundle it started with, so a swap never fails a request in f
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -15,11 +16,13 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 from deflect.config import EncoderDefaults, Settings, defaults_for
 from deflect.core.errors import BundleError, NotReadyError
 from deflect.experiment import CONTROL, assign_variant
 from deflect.models import bundle as B
-from deflect.models.documents import Suggestion
+from deflect.models.documents import Suggestion, link_allowed
 from deflect.models.embedders.protocol import Embedder
 from deflect.models.encoding import QueryEncoding, encode_queries
 from deflect.models.index_bundle import IndexBundle
@@ -30,6 +33,9 @@ from deflect.models.retrieval import rank_articles
 from deflect.tuning import TuningCache
 
 log = logging.getLogger("deflect.engine")
+#: the length of query text a request is answered from (the encoders read the first 256
+#: tokens, about 1,000 characters); it bounds the work of one request, whatever its body
+MAX_QUERY_CHARS = 2000
 
 
 @dataclass
@@ -49,10 +55,11 @@ class SuggestQuery:
     token: str | None = None
 
     def text(self) -> str:
-        """The retrieval query: subject, description, then other fields as ``name: value``."""
+        """The retrieval query: subject, description, then other fields as ``name: value``; its
+        first :data:`MAX_QUERY_CHARS` characters (what is ranked, classified and recorded)."""
         parts = [self.subject.strip(), self.description.strip()]
         parts += [f"{k}: {v}".strip() for k, v in self.fields.items() if str(v).strip()]
-        return "\n".join(p for p in parts if p)
+        return "\n".join(p for p in parts if p)[:MAX_QUERY_CHARS]
 
 
 @dataclass
@@ -92,7 +99,30 @@ class BundleHolder:
         self._loading = threading.Lock()
         self._failed: dict[str, str] = {}
         self.last_error: str | None = None
-        self._try_load(B.read_pointer(self.home, kind))
+        #: at start, when the current version failed: {"current", "serving", "reason"}
+        self.fallback: dict | None = None
+        pointer = B.read_pointer(self.home, kind)
+        self._try_load(pointer)
+        if self._current is None and pointer is not None:
+            self._fall_back(pointer)
+
+    def _fall_back(self, pointer: str) -> None:
+        """Serve the newest older version that loads, when the current one does not (a server
+        restarted onto a corrupt bundle keeps answering); said in the log and ``/readyz``.
+        Only versions older than the pointer: a newer one may be a candidate never promoted."""
+        reason = self._failed.get(pointer, "")
+        for version in reversed(B.list_versions(self.home, self.kind)):
+            if version >= pointer:
+                continue
+            self._try_load(version)
+            if self._current is not None:
+                self.fallback = {"current": pointer, "serving": version}
+                log.warning(
+                    "%s %s (current) cannot be loaded: serving %s, the newest good older version, until "
+                    "current-%s names one that loads (%s)", self.kind, pointer, version, self.kind, reason
+                )  # fmt: skip
+                self.last_error = None
+                return
 
     def _try_load(self, version: str | None) -> None:
         if version is None:  # no pointer (yet, or removed): keep serving what we have
@@ -108,6 +138,8 @@ class BundleHolder:
             return
         self._current, self._version = obj, version  # requests in flight keep the old object
         self.last_error = None
+        if self.fallback is not None and version == B.read_pointer(self.home, self.kind):
+            self.fallback = None
         log.info("serving %s %s", self.kind, version)
 
     def _background(self, version: str) -> None:
@@ -324,12 +356,20 @@ class Engine:
         threshold = self.min_score(bundle, intent_label)
         script = self.query_script(q, text) if lang == "zh" else None
         hits = self.prefer_language(hits, lang, bundle, threshold, script)[: q.k]
+        # a score that is not a finite number (a corrupt encoder, a NaN vector) is never shown
+        # or compared with a threshold; with nothing left the engine abstains
+        finite = [h for h in hits if math.isfinite(h.score)]
+        broken = len(finite) < len(hits) or not bool(np.isfinite(encoding.embedding).all())
+        if broken:
+            log.error("the query's vector or %d scores are not finite numbers", len(hits) - len(finite))
+        hits = finite
         suggestions = []
         for h in hits:
             art = bundle.articles[h.article_id]
             chunk = bundle.chunks[h.chunk]
+            url = art.url if link_allowed(art.url) else ""  # a bundle from before ingest checked links
             suggestions.append(
-                Suggestion(art.id, art.title, art.url, chunk.text, round(h.score, 4), list(chunk.heading_path))
+                Suggestion(art.id, art.title, url, chunk.text, round(h.score, 4), list(chunk.heading_path))
             )
         top = suggestions[0].score if suggestions else float("-inf")
         abstained, reason = False, None
@@ -338,7 +378,7 @@ class Engine:
         elif pred is not None and pred.out_of_scope and top < s.oos_override_score:
             abstained, reason = True, "out_of_scope"
         elif not suggestions:
-            abstained, reason = True, "no_match"
+            abstained, reason = True, "invalid_score" if broken else "no_match"
         elif s.fusion in ("convex", "dense") and top < threshold:
             abstained, reason = True, "low_confidence"
         now = datetime.now(UTC)

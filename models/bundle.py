@@ -7,7 +7,9 @@ at any moment leaves the previous version serving.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -23,6 +25,7 @@ from deflect.core.errors import BundleError
 
 FORMAT_VERSION = 1
 KINDS = ("index", "model")
+log = logging.getLogger("deflect.models.bundle")
 
 
 def _dir(home: Path, kind: str) -> Path:
@@ -30,8 +33,9 @@ def _dir(home: Path, kind: str) -> Path:
 
 
 def new_version() -> str:
-    """A sortable, unique version name such as ``20261123T130501Z-3f2a9c``."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    """A unique version name that sorts in the order versions were made (to the
+    microsecond), such as ``20261123T130501482113Z-3f2a9c``."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
 
 
 def pointer_path(home: Path, kind: str) -> Path:
@@ -77,6 +81,42 @@ def read_manifest(path: Path) -> dict:
         raise BundleError(f"bundle {path} has a corrupt manifest.json: {exc}") from exc
 
 
+def checksums(path: Path) -> dict[str, str]:
+    """``sha256:<hex>`` of every file under the bundle directory ``path`` (but its manifest),
+    by path relative to it, in ``/`` form."""
+    out = {}
+    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        if rel == "manifest.json":
+            continue
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        out[rel] = "sha256:" + h.hexdigest()
+    return out
+
+
+def verified_manifest(path: Path) -> dict:
+    """The manifest of the bundle at ``path``, once every file it lists has its recorded
+    checksum and none is missing (:class:`BundleError` naming the files otherwise; files
+    added since are logged). Bundles written before checksums were recorded load with a warning."""
+    manifest = read_manifest(path)
+    want = manifest.get("files")
+    if want is None:
+        log.warning("bundle %s has no checksums (written by an older deflect): not verified", Path(path).name)
+        return manifest
+    got = checksums(path)
+    bad = sorted(k for k in want if got.get(k) != want[k] and k in got)
+    missing = sorted(set(want) - set(got))
+    if bad or missing:
+        parts = [f"{what}: {', '.join(names[:5])}" for what, names in (("changed", bad), ("missing", missing)) if names]
+        raise BundleError(f"bundle {path} fails its checksums ({'; '.join(parts)})")
+    if extra := sorted(set(got) - set(want)):  # never read by a loader; worth a look
+        log.warning("bundle %s holds files it was not written with: %s", Path(path).name, ", ".join(extra[:5]))
+    return manifest
+
+
 @contextmanager
 def staging(home: Path, kind: str) -> Iterator[Path]:
     """A temporary directory for a bundle in the making; removed if the block fails."""
@@ -93,8 +133,9 @@ def staging(home: Path, kind: str) -> Iterator[Path]:
 def write_bundle(home: Path, kind: str, fill: Callable[[Path], dict], *, make_current: bool = True) -> str:
     """Create a bundle: ``fill(tmpdir)`` writes the files and returns the manifest fields.
 
-    The manifest is written last, the directory renamed into place, then (optionally) the
-    pointer replaced. Returns the new version.
+    The manifest is written last, with the checksum of every file (:func:`verified_manifest`
+    checks them at load), the directory renamed into place, then (optionally) the pointer
+    replaced. Returns the new version.
     """
     version = new_version()
     with staging(home, kind) as tmp:
@@ -105,6 +146,7 @@ def write_bundle(home: Path, kind: str, fill: Callable[[Path], dict], *, make_cu
             "version": version,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **manifest,
+            "files": checksums(tmp),
         }
         with open(tmp / "manifest.json", "w") as f:
             json.dump(manifest, f, indent=2)

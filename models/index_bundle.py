@@ -67,9 +67,10 @@ class IndexBundle:
 
     @classmethod
     def load(cls, path: Path, embedder=None) -> IndexBundle:
-        """Load a bundle; with ``embedder``, refuse one built by another embedder."""
+        """Load a bundle whose files match their checksums and whose vectors are finite; with
+        ``embedder``, refuse one built by another embedder."""
         path = Path(path)
-        manifest = B.read_manifest(path)
+        manifest = B.verified_manifest(path)
         if embedder is not None:
             B.check_embedder(manifest, embedder, path)
         current = path / "articles.jsonl"
@@ -90,6 +91,9 @@ class IndexBundle:
             languages = read_languages(path, articles)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BundleError(f"index bundle {path} is incomplete or corrupt ({current.name}: {exc})") from exc
+        for name, arr in (("vectors.npy", vectors), ("titles.npy", title_vectors)):
+            if not np.isfinite(arr).all():
+                raise BundleError(f"index bundle {path}: {name} holds values that are not finite numbers")
         if not (len(chunks) == len(vectors) == len(dense) == len(lexical)):
             raise BundleError(
                 f"index bundle {path} is inconsistent: {len(chunks)} chunks, "

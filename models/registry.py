@@ -133,7 +133,7 @@ def load_model(home: Path, version: str, embedder: Embedder) -> LoadedModel:
     to ONNX in the data home's cache); ``classifier.embedder`` is then not the serving embedder.
     """
     path = B.bundle_path(home, "model", version)
-    manifest = B.read_manifest(path)
+    manifest = B.verified_manifest(path)
     B.check_embedder(manifest, embedder, path)
     own = embedder
     if (manifest.get("encoder") or {}).get("finetuned"):
