@@ -18,6 +18,12 @@ from deflect.config import Settings, get_settings
 from deflect.core.errors import DeflectError, InvalidInputError, NotReadyError
 
 MAX_BODY_BYTES = 64 * 1024
+log = logging.getLogger("deflect.api")
+NOT_READY = (
+    "suggestions are not available yet: no index is loaded "
+    "(`deflect ingest SOURCE` makes one; the server log says more)"
+)
+UNAVAILABLE = "the service cannot answer this now (the server log says why)"
 _NAMES = re.compile(r"[A-Za-z_]\w*(?:, [A-Za-z_]\w*)*")
 
 
@@ -79,7 +85,7 @@ class BodyLimit:
                 if message["type"] == "http.request":
                     seen += len(message.get("body", b""))
                     if seen > self.max_bytes:
-                        raise _TooLarge()
+                        raise _TooLarge(self.max_bytes)
                 return message
 
             try:
@@ -91,8 +97,12 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """A body over the limit, found while it is read (chunked, or longer than it said): an
+    HTTP error, so that FastAPI's body parsing passes it on instead of calling it a 400."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"body: larger than {max_bytes} bytes")
 
 
 class BeaconJson:
@@ -120,6 +130,9 @@ class BeaconJson:
 def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     """Build the app. ``engine`` may be injected (tests); otherwise it is made in the lifespan."""
     settings = settings or get_settings()
+    from deflect.api.server import HeaderTimeoutProtocol
+
+    HeaderTimeoutProtocol.header_timeout = settings.header_timeout  # each worker process makes its app
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -163,9 +176,12 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     async def on_validation(_: Request, exc: RequestValidationError):
         return _validation_response(exc)
 
+    # 503 bodies go to anonymous clients: what happened, in words; paths, hosts and users
+    # (which the exception's text may hold) only in the server log
     @app.exception_handler(NotReadyError)
-    async def on_not_ready(_: Request, exc: NotReadyError):
-        return JSONResponse(status_code=503, content={"error": "not_ready", "message": str(exc)})
+    async def on_not_ready(request: Request, exc: NotReadyError):
+        log.warning("%s %s: not ready: %s", request.method, request.url.path, exc)
+        return JSONResponse(status_code=503, content={"error": "not_ready", "message": NOT_READY})
 
     @app.exception_handler(InvalidInputError)
     async def on_invalid(_: Request, exc: InvalidInputError):
@@ -179,12 +195,14 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         )
 
     @app.exception_handler(DeflectError)
-    async def on_deflect(_: Request, exc: DeflectError):
-        return JSONResponse(status_code=503, content={"error": type(exc).__name__, "message": str(exc)})
+    async def on_deflect(request: Request, exc: DeflectError):
+        log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return JSONResponse(status_code=503, content={"error": "unavailable", "message": UNAVAILABLE})
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_: Request, exc: StarletteHTTPException):
-        return JSONResponse(status_code=exc.status_code, content={"error": "http_error", "message": str(exc.detail)})
+        error = "too_large" if exc.status_code == 413 else "http_error"
+        return JSONResponse(status_code=exc.status_code, content={"error": error, "message": str(exc.detail)})
 
     app.include_router(health.router)
     app.include_router(suggest.router)
@@ -207,4 +225,4 @@ def _open_recorder(app: FastAPI, settings: Settings) -> None:
         )
     except DeflectError as exc:
         app.state.store_error = str(exc)
-        logging.getLogger("deflect.api").error("events will not be recorded: %s", exc)
+        log.error("events will not be recorded: %s", exc)

@@ -7,6 +7,7 @@ the others are stored apart as rejected, with why, and the response says how man
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -15,8 +16,10 @@ from deflect.api.deps import EngineDep
 from deflect.api.guards import forbidden_origin
 from deflect.api.schemas import ErrorResponse, EventsRequest, EventsResponse
 from deflect.core.errors import StoreError
+from deflect.redact import redact
 from deflect.store.base import Event, RejectedEvent, utcnow
 
+log = logging.getLogger("deflect.api")
 router = APIRouter(prefix="/v1", tags=["events"])
 #: what a 503 tells the widget to wait before sending its kept events again
 RETRY_AFTER_SECONDS = 5
@@ -44,12 +47,7 @@ async def post_events(body: EventsRequest, request: Request, engine: EngineDep):
             return over
     recorder = getattr(request.app.state, "recorder", None)
     if recorder is None:
-        problem = getattr(request.app.state, "store_error", None) or "no event store configured"
-        return JSONResponse(
-            status_code=503,
-            content={"error": "store_unavailable", "message": problem},
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        return _store_unavailable()
     now = utcnow()
     provenance = engine.provenance
     events: list[Event] = []
@@ -62,7 +60,7 @@ async def post_events(body: EventsRequest, request: Request, engine: EngineDep):
             ts=e.ts,
             received_at=now,
             request_id=e.request_id,
-            article_id=e.article_id,
+            article_id=redact(e.article_id) if e.article_id else e.article_id,  # ids we served: unchanged
             helpful=e.helpful,
         )
         reason = provenance.check(e.token, e.session_id, e.request_id, e.ts, now)
@@ -74,9 +72,19 @@ async def post_events(body: EventsRequest, request: Request, engine: EngineDep):
     try:
         res = await asyncio.wrap_future(recorder.submit_events(events, rejected))
     except StoreError as exc:  # not committed, so not acknowledged: the widget sends the batch again
-        return JSONResponse(
-            status_code=503,
-            content={"error": "store_unavailable", "message": str(exc)},
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        log.warning("events not stored (%d): %s", len(events) + len(rejected), exc)
+        return _store_unavailable()
     return EventsResponse(accepted=res.accepted, duplicates=res.duplicates, rejected=res.rejected)
+
+
+def _store_unavailable() -> JSONResponse:
+    """503 with ``Retry-After``: nothing of the batch was stored, the widget keeps it. The
+    reason (which names the store) is in the server log only."""
+    return JSONResponse(
+        status_code=503,
+        content={
+            "error": "store_unavailable",
+            "message": "the event store is unavailable: nothing of this batch was stored; send it again later",
+        },
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

@@ -35,25 +35,28 @@ def healthz() -> dict:
 def readyz(engine: EngineDep, request: Request):
     """200 ``ready``: suggestions are served and events recorded. 200 ``degraded``: suggestions
     are served but the event store is unavailable (events get 503 and the widget keeps them;
-    the server reconnects by itself). 503 ``not_ready``: no index loaded."""
+    the server reconnects by itself). 503 ``not_ready``: no index loaded.
+
+    Anyone may ask, so the answer says what a load balancer or an operator's probe needs, in
+    words, and nothing internal: no paths, hosts, users or error texts (the server log has
+    them). ``fallback`` names the versions when the current one failed at start."""
     recorder = getattr(request.app.state, "recorder", None)
-    events = (
-        {
-            "store": recorder.url,
+    if recorder is not None:
+        events = {
             "available": recorder.available,
-            "error": recorder.last_error,
             "reconnects": recorder.reconnects,
             "suggestion_records_written": recorder.written_suggestions,
             "suggestion_records_waiting": recorder.pending,
             "dropped_suggestion_records": recorder.dropped,
         }
-        if recorder is not None
-        else {"store": None, "available": False, "error": getattr(request.app.state, "store_error", None)}
-    )
+        if not recorder.available:
+            events["reason"] = "the event store is unreachable: reconnecting (the server log says why)"
+    else:
+        events = {"available": False, "reason": "no event store could be opened (the server log says why)"}
     if engine.index.ready:
         b = engine.index.get()
         model = engine.model.get_optional()
-        return {
+        out = {
             "status": "ready" if events["available"] else "degraded",
             "index_version": b.version,
             "articles": len(b.articles),
@@ -61,10 +64,16 @@ def readyz(engine: EngineDep, request: Request):
             "model_version": model.version if model is not None else None,
             "events": events,
         }
-    return JSONResponse(
-        status_code=503,
-        content={
-            "status": "not_ready",
-            "message": engine.index.last_error or "no index loaded: run `deflect ingest SOURCE`",
-        },
+        fallback = {k: h.fallback for k, h in (("index", engine.index), ("model", engine.model)) if h.fallback}
+        if fallback:
+            out["fallback"] = {
+                k: {**v, "reason": f"the current {k} version could not be loaded; an older one is served"}
+                for k, v in fallback.items()
+            }
+        return out
+    reason = (
+        "the index could not be loaded (the server log says why)"
+        if engine.index.last_error
+        else "no index yet: run `deflect ingest SOURCE`"
     )
+    return JSONResponse(status_code=503, content={"status": "not_ready", "reason": reason})
