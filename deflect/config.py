@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
     reload_interval: float = Field(default=1.0, ge=0.0, description="Seconds between checks for a new current index.")
+    header_timeout: float = Field(
+        default=10.0, gt=0.0, description="Seconds a client may take to send a request's headers, then it is cut off."
+    )
+    keep_alive_timeout: int = Field(default=5, ge=1, description="Seconds an idle keep-alive connection is kept open.")
+    max_connections: int = Field(
+        default=1000, ge=1, description="Connections and requests in flight per server process; more get 503."
+    )
     database_url: str = Field(
         default="",
         description="Event store: empty = events.db (SQLite) in the data home; sqlite:///PATH; postgresql://...",

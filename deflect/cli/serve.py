@@ -24,7 +24,10 @@ def serve_cmd(
 
     import uvicorn
 
+    from deflect.api.server import uvicorn_options
+
     settings = settings_for(home)
+    bounds = uvicorn_options(settings)  # header and keep-alive timeouts, connection limit
     if workers > 1:
         os.environ["DEFLECT_HOME"] = str(settings.home)
         uvicorn.run(
@@ -35,11 +38,12 @@ def serve_cmd(
             workers=workers,
             log_level="warning",
             access_log=False,
+            **bounds,
         )
         return
     from deflect.api.main import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False, **bounds)
 
 
 @friendly
