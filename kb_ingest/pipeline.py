@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deflect.core.datahome import DataHome
 from deflect.core.errors import BundleError, IngestError, NotReadyError
 from deflect.kb_ingest.chunking import chunk_sections
 from deflect.kb_ingest.sources import Parsed, Skipped, read_source
@@ -30,6 +31,9 @@ class IngestSummary:
     chunks: int = 0
     embedded_chunks: int = 0
     seconds: float = 0.0
+    #: temporary files a killed ingest or train had left in the data home, removed first
+    leftovers_removed: int = 0
+    leftover_bytes: int = 0
     encoder: str | None = None
     languages: dict[str, int] = field(default_factory=dict)
 
@@ -49,6 +53,7 @@ class IngestSummary:
             "chunks": self.chunks,
             "embedded_chunks": self.embedded_chunks,
             "seconds": round(self.seconds, 3),
+            "leftovers_removed": self.leftovers_removed,
             "encoder": self.encoder,
             "languages": self.languages,
         }
@@ -91,8 +96,10 @@ def ingest(
     """
     t0 = time.perf_counter()
     home = Path(home)
-    home.mkdir(parents=True, exist_ok=True)
+    DataHome(home).check_writable()  # before any work: one line, not a traceback after embedding
     summary = IngestSummary()
+    removed = DataHome(home).clean_leftovers()
+    summary.leftovers_removed, summary.leftover_bytes = len(removed), sum(n for _, n in removed)
     chunking = {"tokens": chunk_tokens, "overlap": chunk_overlap}
 
     sources = [source] if isinstance(source, (str, Path)) else list(source)

@@ -148,6 +148,9 @@ def train(data: LabeledTexts, home: Path, embedder: Embedder, options: TrainOpti
     o = options or TrainOptions()
     t0 = time.perf_counter()
     home = Path(home)
+    DataHome(home).check_writable()
+    for path, size in DataHome(home).clean_leftovers():
+        log.info("removed %s (%d bytes), left by a run that did not finish", path.name, size)
     if o.oos_label is not None and o.oos_label not in set(data.labels):
         raise InvalidInputError(
             f"{data.path}: --oos-label {o.oos_label!r} is not a label in the file", field="oos_label"

@@ -50,6 +50,11 @@ def ingest_cmd(
         f"added {len(summary.added)}, updated {len(summary.updated)}, unchanged {len(summary.unchanged)}, "
         f"removed {len(summary.removed)}, skipped {len(summary.skipped)}"
     )
+    if summary.leftovers_removed:
+        typer.echo(
+            f"removed {summary.leftovers_removed} temporary files or folders left by a run that did not finish "
+            f"({summary.leftover_bytes / 1e6:.1f} MB)"
+        )
     for s in summary.skipped:
         typer.secho(f"  skipped {s.origin}: {s.reason}", fg=typer.colors.YELLOW)
     if summary.changed:

@@ -65,12 +65,14 @@ def train_cmd(
 ) -> None:
     """Train an intent model from labeled texts, validate it, and write a new model bundle."""
     from deflect.config import current_index_encoder
+    from deflect.core.datahome import DataHome
     from deflect.models.embedders import load_embedder
     from deflect.models.labeled import load_labeled_files
     from deflect.models.language import languages_of
     from deflect.models.training import TrainOptions, train
 
     settings = settings_for(home)
+    DataHome(settings.home).check_writable()  # before the encoder is loaded
     rows = load_labeled_files(data, text_col, label_col)
     # auto: the current index's encoder (one encoder pass per request), else the texts' languages
     languages = None if current_index_encoder(settings.home) else languages_of(rows.texts)

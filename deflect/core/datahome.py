@@ -15,13 +15,22 @@
     secret                   the deployment secret (``deflect.provenance``; mode 0600), made once
 
 Temporary files and directories start with a dot (see :data:`TEMP_PREFIXES`); nothing
-reads them, and a version name can never start with one.
+reads them, and a version name can never start with one. Their names carry the id of the
+process that writes them, so that what a killed run left behind can be told from what a
+running one is writing (:meth:`DataHome.clean_leftovers`).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from deflect.core.errors import ConfigError
 
 BUNDLE_DIRS = {"index": "indexes", "model": "models"}
 #: the prefixes of what is being written and not yet in place
@@ -33,6 +42,26 @@ TEMP_PREFIXES = {
     "encoder": ".tmp-",  # an encoder being rebuilt, under encoders/
 }
 TUNING_FILE = "tuning.json"
+_OWNED = re.compile(r"\.(?:tmp|finetune|head|eval)-(\d+)-")
+#: a temporary file or directory without a process id (older deflect, atomic writes) is a
+#: leftover once it is this old
+STALE_SECONDS = 24 * 3600
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 @dataclass(frozen=True)
@@ -89,5 +118,51 @@ class DataHome:
         return Path(index_dir) / TUNING_FILE
 
     def temp_prefix(self, purpose: str) -> str:
-        """The name prefix of a temporary file or directory for ``purpose`` (see :data:`TEMP_PREFIXES`)."""
-        return TEMP_PREFIXES[purpose]
+        """The name prefix of a temporary file or directory for ``purpose`` (see
+        :data:`TEMP_PREFIXES`), with this process's id."""
+        return f"{TEMP_PREFIXES[purpose]}{os.getpid()}-"
+
+    def leftovers(self) -> list[Path]:
+        """Temporary files and directories that no running process is writing: those of a
+        process that is gone, and those without a process id older than a day."""
+        found = []
+        prefixes = tuple(set(TEMP_PREFIXES.values()))
+        now = time.time()
+        for d in (self.root, *(self.bundles(k) for k in BUNDLE_DIRS), self.encoders):
+            if not d.is_dir():
+                continue
+            for p in d.iterdir():
+                name = p.name
+                if not (name.startswith(prefixes) or (name.startswith(".") and name.endswith(".tmp"))):
+                    continue
+                m = _OWNED.match(name)
+                try:
+                    stale = not _alive(int(m.group(1))) if m else now - p.stat().st_mtime > STALE_SECONDS
+                except OSError:
+                    continue
+                if stale:
+                    found.append(p)
+        return sorted(found)
+
+    def clean_leftovers(self) -> list[tuple[Path, int]]:
+        """Remove :meth:`leftovers` (what a killed ingest or train left); each with its size in bytes."""
+        out = []
+        for p in self.leftovers():
+            size = _size(p)
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            if not p.exists():
+                out.append((p, size))
+        return out
+
+    def check_writable(self) -> None:
+        """:class:`ConfigError` in one line when the data home cannot be written, before any
+        work is done (made if it does not exist)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=f".tmp-{os.getpid()}-probe-"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"data home {self.root} is not writable ({exc.strerror or exc})") from exc

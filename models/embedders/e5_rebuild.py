@@ -269,6 +269,7 @@ def rebuild(dest: Path, container: Path | None = None) -> Path:
 
     Raises :class:`ValueError` when the container's normalisation is not the one
     :func:`tokenizer_json` reproduces."""
+    import os
     import tempfile
 
     from safetensors.numpy import save_file
@@ -279,7 +280,7 @@ def rebuild(dest: Path, container: Path | None = None) -> Path:
         raise ValueError(f"normalisation table differs from NFKC at {len(odd)} code points, e.g. U+{odd[0]:04X}")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIXES['encoder']}{dest.name}-", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIXES['encoder']}{os.getpid()}-{dest.name}-", dir=dest.parent))
     config = {
         "architectures": ["BertModel"],
         "model_type": "bert",
