@@ -2,7 +2,7 @@
 baseline measured in the same run. Prints one table and rewrites docs/benchmarks.md's results
 section. Reads ../shared/datasets (never copied); says clearly what is missing.
 
-    python -m bench.run [--only stackfaq,demo,multilingual,xsid,http,ingest,banking77,widget,report]
+    python -m bench.run [--only stackfaq,demo,multilingual,xsid,http,ingest,banking77,widget,report,redaction]
                         [--seconds 10] [--report-sizes 20000,200000,2000000] [--no-readme]
 """
 
@@ -56,6 +56,7 @@ ALL = {
     "banking77-e5",
     "e5-int8",
     "report",
+    "redaction",
 }
 rows: list[dict] = []
 notes: list[str] = []
@@ -509,6 +510,10 @@ def main() -> None:
                 notes.extend(ML.bench_intents(encoders, work, row))
             if "http-e5" in only:
                 notes.extend(ML.bench_http_e5(embs.int8, e5, work, a.seconds, row, _wait_ready, _load))
+        if "redaction" in only:
+            from bench import redaction
+
+            notes.extend(redaction.run(row))
         if "report" in only:
             from bench import report_scale
 

@@ -21,8 +21,14 @@ from deflect.redact import iban_valid, luhn_valid, redact
         ("bank FR14 2004 1010 0505 0001 3M02 606.", "bank [IBAN]."),
         ("call me at +1 (415) 555-0132 or 020 7946 0958", "call me at [PHONE] or [PHONE]"),
         ("phone 0044 20 7946 0958", "phone [PHONE]"),
-        ("ring 555-0132-88 after 5", "ring [PHONE] after 5"),
-        ("order #123456789 never arrived", "order #[NUMBER] never arrived"),
+        ("card 4111 1111 1111 1112 was typed wrong", "card [CARD] was typed wrong"),  # fails Luhn: still a card
+        ("reference DE00 1234 5678 9012 3456 78", "reference [IBAN]"),  # fails mod 97: still an IBAN
+        ("Handy 0151/23456789 bitte", "Handy [PHONE] bitte"),
+        ("écrire à jörg@müller.de", "écrire à [EMAIL]"),
+        ("请拨打13800138000联系我", "请拨打[PHONE]联系我"),
+        ("身份证 11010519491231002X 丢了", "身份证 [ID] 丢了"),
+        ("NIK 3174010101900001 dan NPWP 01.234.567.8-901.000", "NIK [ID] dan NPWP [ID]"),
+        ("from fe80::1ff:fe23:4567:890a", "from [IP]"),
         ("my account number is 12345678", "my account number is [NUMBER]"),
         ("logins from 192.168.1.20 are blocked", "logins from [IP] are blocked"),
     ],
@@ -41,8 +47,9 @@ def test_redacts(text, expected):
         "invoice INV-2024-0012 is wrong",
         "price 1,299.00 EUR per year",
         "plan with 10000 SMS a month",  # 5 digits: a quantity, not an identifier
-        "card 4111 1111 1111 1112 is not a valid card number",  # fails Luhn
-        "reference DE00 1234 5678 9012 3456 78",  # fails mod 97
+        "order #123456789 never arrived",  # an order number is what support needs
+        "since 20261123 error 0x80070005",
+        "Rp 1.500.000 sudah dibayar, versi 10.0.19045",
         "sessions at 9:00, 10:30 and 14:15",
         "between 1 2 3 and 4",
     ],
@@ -59,3 +66,22 @@ def test_checksums():
 def test_empty_and_plain_text_pass_through():
     assert redact("") == ""
     assert redact("how do I reset my password?") == "how do I reset my password?"
+
+
+def test_the_redaction_test_set_in_three_languages():
+    """At least 150 cases in English, Chinese and Indonesian (``make bench`` prints the same
+    figures beside the regex-only redaction of before)."""
+    from deflect.eval.redaction import load_cases, score
+
+    cases = load_cases()
+    assert len(cases) >= 150 and {c["lang"] for c in cases} == {"en", "zh", "id"}
+    s = score(cases)
+    assert s.recall >= 0.95, s.missed
+    assert s.kept_rate >= 0.95, s.lost
+
+
+def test_hostile_digit_runs_are_handled_whole():
+    body = " ".join(["1" * 36] * 800)
+    assert redact(body) == body  # long runs of one digit are no one's number
+    grouped = " ".join(["0612345678"] * 2000)  # the check budget runs out: the shape decides
+    assert "0612345678" not in redact(grouped)

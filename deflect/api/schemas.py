@@ -13,6 +13,9 @@ MAX_SUBJECT = 500
 MAX_DESCRIPTION = 10_000
 MAX_FIELDS = 20
 MAX_FIELD_VALUE = 1_000
+#: the shape of the ids a client makes (session, form, event): letters, digits and ``._:-``,
+#: up to 128, so that no personal data (an e-mail as a session id) is ever stored as an id
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MAX_TOKEN = 200
 
 
@@ -25,8 +28,10 @@ class SuggestRequest(BaseModel):
     description: str = Field("", max_length=MAX_DESCRIPTION, description="The form's message body.")
     fields: dict[str, str] = Field(default_factory=dict, description='Other form fields, e.g. {"product": "iOS app"}.')
     locale: str | None = Field(None, max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
-    session_id: str | None = Field(None, max_length=128, description="Made by the widget; stable for a visit.")
-    form_id: str | None = Field(None, max_length=128)
+    session_id: str | None = Field(
+        None, max_length=128, pattern=ID_PATTERN, description="Made by the widget; stable for a visit."
+    )
+    form_id: str | None = Field(None, max_length=128, pattern=ID_PATTERN)
     channel: Literal["form", "chat", "email"] = Field(
         "form",
         description="Where the ticket would come from; the report counts tickets avoided and their cost per channel.",
@@ -71,7 +76,7 @@ class SuggestResponse(BaseModel):
     variant: str = Field(description="treatment, or control (shown nothing)")
     abstained: bool
     reason: str | None = Field(
-        None, description="Why it abstained: low_confidence, no_match, out_of_scope, never_deflect"
+        None, description="Why it abstained: low_confidence, no_match, out_of_scope, never_deflect, invalid_score"
     )
     intent: IntentOut | None
     suggestions: list[SuggestionOut]
@@ -110,8 +115,10 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    event_id: str = Field(min_length=1, max_length=128, description="Made by the client; a retry reuses it.")
-    session_id: str = Field(min_length=1, max_length=128)
+    event_id: str = Field(
+        min_length=1, max_length=128, pattern=ID_PATTERN, description="Made by the client; a retry reuses it."
+    )
+    session_id: str = Field(min_length=1, max_length=128, pattern=ID_PATTERN)
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
     ts: datetime = Field(description="ISO 8601 (no zone = UTC), e.g. 2026-11-23T10:15:02.120Z")
     request_id: str | None = Field(None, max_length=64, description="The suggest call this event follows.")

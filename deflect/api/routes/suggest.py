@@ -29,21 +29,27 @@ def encoder_pool() -> ThreadPoolExecutor:
     summary="Suggest help-center articles for what the customer is typing",
 )
 async def suggest(body: SuggestRequest, engine: EngineDep, request: Request) -> Response:
-    # The encoder (~2 ms, GIL released) runs in a small dedicated pool, one thread per core;
-    # the rest (~1 ms of Python) stays on the event loop. Measured faster and with a lower
-    # p99 than running the whole request in Starlette's 40-thread pool (docs/benchmarks.md).
+    # Everything that reads the text (encoding, ranking, redaction) runs in a small dedicated
+    # pool, one thread per core, never on the event loop: a request with a long, hostile text
+    # then delays only itself (each step is linear in the text's length; measured in
+    # tests/test_hardening.py against a concurrent normal request).
     address = request.client.host if request.client else None
     limits = getattr(request.app.state, "rate_limits", None)
     sessions = [body.session_id] if body.session_id else []
     if limits is not None and (over := await limits.check("suggest", address, sessions)) is not None:
         return over
     q = SuggestQuery(**body.model_dump())
-    encoding = await asyncio.get_running_loop().run_in_executor(encoder_pool(), engine.encode_query, q.text())
-    res = engine.suggest(q, encoding=encoding)
     recorder = request.app.state.recorder
-    if recorder is not None and engine.settings.record_suggestions:
-        client = engine.provenance.client_key(address)
-        recorder.record_suggestion(suggest_record(q, res, client))  # written behind the response
+    client = engine.provenance.client_key(address)
+    record = recorder is not None and engine.settings.record_suggestions
+
+    def answer():
+        res = engine.suggest(q, encoding=engine.encode_query(q.text()))
+        return res, suggest_record(q, res, client) if record else None
+
+    res, rec = await asyncio.get_running_loop().run_in_executor(encoder_pool(), answer)
+    if rec is not None:
+        recorder.record_suggestion(rec)  # written behind the response
     out = SuggestResponse(
         request_id=res.request_id,
         variant=res.variant,
