@@ -310,3 +310,27 @@ def test_a_hostile_text_does_not_stall_a_concurrent_normal_request(tmp_path, hom
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_identifiers_take_only_their_shape_and_article_ids_are_redacted(tmp_path, settings, fake_embedder):
+    from tests.conftest import token
+
+    ingest(small_kb(tmp_path), settings.home, fake_embedder)
+    with TestClient(create_app(settings, engine=Engine(settings, fake_embedder))) as c:
+        for field, value in (("session_id", "jane.doe@example.com"), ("form_id", "form 1"), ("session_id", "")):
+            r = c.post("/v1/suggest", json={"description": "reset my password", field: value})
+            assert r.status_code == 422 and field in r.json()["message"], (field, value)
+        ev = {"event_id": "e1", "session_id": "s1", "type": "article_opened", "ts": "2026-12-01T10:00:00Z",
+              "article_id": "jane.doe@example.com", "request_id": "r1", "token": token(settings, "s1")}  # fmt: skip
+        bad = c.post("/v1/events", json={"events": [{**ev, "session_id": "+49 151 23456789"}]})
+        assert bad.status_code == 422 and "session_id" in bad.json()["message"]
+        assert c.post("/v1/events", json={"events": [ev]}).status_code == 200
+        c.app.state.recorder.flush()
+    from deflect.store import open_store
+
+    store = open_store("", settings.home)
+    try:
+        stored = [e.article_id for e in store.events()] + [e.event.article_id for e in store.rejected()]
+    finally:
+        store.close()
+    assert stored == ["[EMAIL]"]
