@@ -7,7 +7,7 @@ request line were all still open after 25 s. :class:`HeaderTimeoutProtocol` clos
 connection whose request headers are not complete ``DEFLECT_HEADER_TIMEOUT`` seconds after
 it opened, or after its previous request was answered. Bodies are bounded by the app
 (``BodyLimit``: 413 over 64 KiB, whether sent with a length or chunked). A reverse proxy in
-front should still enforce its own limits (docs/deployment.md).
+front should still enforce its own limits (docs/configuration.md, "Behind a reverse proxy").
 """
 
 from __future__ import annotations
