@@ -99,7 +99,7 @@ class BundleHolder:
         self._loading = threading.Lock()
         self._failed: dict[str, str] = {}
         self.last_error: str | None = None
-        #: at start, when the current version failed: {"current", "serving", "reason"}
+        #: at start, when the current version failed: {"current": version, "serving": version}
         self.fallback: dict | None = None
         pointer = B.read_pointer(self.home, kind)
         self._try_load(pointer)

@@ -213,18 +213,20 @@ def test_leftovers_of_a_killed_run_are_removed_and_a_running_ones_kept(tmp_path,
     home = DataHome(settings.home)
     ingest(small_kb(tmp_path), home.root, fake_embedder)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    gone = home.bundles("index") / f".tmp-{int(dead.stdout)}-abc"
-    mine = home.bundles("index") / f".tmp-{os.getpid()}-def"
+    host = home.temp_prefix("bundle").split("@")[1]  # this machine's name, then "-"
+    gone = home.bundles("index") / f".tmp-{int(dead.stdout)}@{host}abc"
+    mine = home.bundles("index") / f".tmp-{os.getpid()}@{host}def"
+    elsewhere = home.bundles("index") / f".tmp-{int(dead.stdout)}@otherhost-ghi"  # another machine's: kept a day
     old = home.root / ".finetune-xyz"  # no process id (an older deflect): a day old
     fresh = home.root / ".head-xyz"
-    for d in (gone, mine, old, fresh):
+    for d in (gone, mine, old, fresh, elsewhere):
         (d / "sub").mkdir(parents=True)
         (d / "sub" / "f.bin").write_bytes(b"x" * 1000)
     day = time.time() - 2 * 24 * 3600
     os.utime(old, (day, day))
     summary = ingest(small_kb(tmp_path, {"new": ("New article", "Fresh text.")}), home.root, fake_embedder)
     assert summary.leftovers_removed == 2 and summary.leftover_bytes == 2000
-    assert not gone.exists() and not old.exists() and mine.exists() and fresh.exists()
+    assert not gone.exists() and not old.exists() and mine.exists() and fresh.exists() and elsewhere.exists()
 
 
 def test_a_data_home_that_cannot_be_written_is_reported_in_one_line_before_any_work():

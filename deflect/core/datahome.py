@@ -16,7 +16,7 @@
 
 Temporary files and directories start with a dot (see :data:`TEMP_PREFIXES`); nothing
 reads them, and a version name can never start with one. Their names carry the id of the
-process that writes them, so that what a killed run left behind can be told from what a
+process that writes them and the machine's name, so that what a killed run left behind can be told from what a
 running one is writing (:meth:`DataHome.clean_leftovers`).
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,10 +43,15 @@ TEMP_PREFIXES = {
     "encoder": ".tmp-",  # an encoder being rebuilt, under encoders/
 }
 TUNING_FILE = "tuning.json"
-_OWNED = re.compile(r"\.(?:tmp|finetune|head|eval)-(\d+)-")
+_OWNED = re.compile(r"\.(?:tmp|finetune|head|eval)-(\d+)@([A-Za-z0-9]*)-")
 #: a temporary file or directory without a process id (older deflect, atomic writes) is a
 #: leftover once it is this old
 STALE_SECONDS = 24 * 3600
+
+
+def _host() -> str:
+    """This machine's (or container's) short name, letters and digits only."""
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname().split(".")[0])[:32]
 
 
 def _alive(pid: int) -> bool:
@@ -119,12 +125,13 @@ class DataHome:
 
     def temp_prefix(self, purpose: str) -> str:
         """The name prefix of a temporary file or directory for ``purpose`` (see
-        :data:`TEMP_PREFIXES`), with this process's id."""
-        return f"{TEMP_PREFIXES[purpose]}{os.getpid()}-"
+        :data:`TEMP_PREFIXES`), with this process's id and this machine's name."""
+        return f"{TEMP_PREFIXES[purpose]}{os.getpid()}@{_host()}-"
 
     def leftovers(self) -> list[Path]:
         """Temporary files and directories that no running process is writing: those of a
-        process that is gone, and those without a process id older than a day."""
+        process of this machine that is gone, and the others (another machine's, or without
+        a process id) once they are a day old."""
         found = []
         prefixes = tuple(set(TEMP_PREFIXES.values()))
         now = time.time()
@@ -137,7 +144,10 @@ class DataHome:
                     continue
                 m = _OWNED.match(name)
                 try:
-                    stale = not _alive(int(m.group(1))) if m else now - p.stat().st_mtime > STALE_SECONDS
+                    if m and m.group(2) == _host():
+                        stale = not _alive(int(m.group(1)))
+                    else:
+                        stale = now - p.stat().st_mtime > STALE_SECONDS
                 except OSError:
                     continue
                 if stale:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from deflect.core.atomic import publish_dir
-from deflect.core.datahome import TEMP_PREFIXES
+from deflect.core.datahome import DataHome
 
 NAME = "intfloat/multilingual-e5-small"
 PROMPTS = {"query": "query: ", "passage": "passage: "}
@@ -269,7 +269,6 @@ def rebuild(dest: Path, container: Path | None = None) -> Path:
 
     Raises :class:`ValueError` when the container's normalisation is not the one
     :func:`tokenizer_json` reproduces."""
-    import os
     import tempfile
 
     from safetensors.numpy import save_file
@@ -280,7 +279,7 @@ def rebuild(dest: Path, container: Path | None = None) -> Path:
         raise ValueError(f"normalisation table differs from NFKC at {len(odd)} code points, e.g. U+{odd[0]:04X}")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIXES['encoder']}{os.getpid()}-{dest.name}-", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{DataHome(dest.parent).temp_prefix('encoder')}{dest.name}-", dir=dest.parent))
     config = {
         "architectures": ["BertModel"],
         "model_type": "bert",
