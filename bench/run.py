@@ -366,7 +366,9 @@ def bench_http(work: Path, embs: Embedders, seconds: float) -> None:
                 {"event_id": f"b{i}-{j}", "session_id": f"s{i}", "type": "form_abandoned", "ts": now} for j in range(10)
             ]
             f.write(json.dumps({"events": batch}) + "\n")
-    base_env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # throughput is measured without the per-address rate limits (one address sends it all)
+    limits_off = {f"DEFLECT_RATE_LIMIT_{k}": "" for k in ("SUGGEST", "SUGGEST_SESSION", "EVENTS", "EVENTS_SESSION")}
+    base_env = {**os.environ, "HF_HUB_OFFLINE": "1", **limits_off}
     intent_env = {
         "DEFLECT_NEVER_DEFLECT": "account_compromised,billing_dispute",
         "DEFLECT_INTENT_ARTICLES": str(ROOT / "examples" / "intent_articles.json"),
