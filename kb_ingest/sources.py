@@ -186,29 +186,54 @@ def _read_table_file(path: Path) -> str:
 
 
 def read_csv(path: Path) -> Iterator[Parsed | Skipped]:
-    """CSV with a header row; every malformed row is reported with its line number."""
+    """CSV with a header row; every malformed row is reported with its line number and
+    skipped, and reading goes on after it.
+
+    A quote that is never closed would make the rest of the file one field: a row that spans
+    several lines and does not have the header's number of fields (or runs to the end of the
+    file inside quotes) is reported as an unbalanced quote at its first line, and reading
+    starts again on the next line, so the rows after it are read as rows. A quoted field may
+    still span lines (a body with paragraphs) when its row is well formed."""
     text = _read_table_file(path)
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    reader = csv.DictReader(text.splitlines(keepends=True))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+    lines = text.splitlines(keepends=True)
+    header = [h.strip() for h in next(csv.reader(lines[:1]), [])]
     missing = [f for f in ("id", "title", "body") if f not in header]
     if missing:
         raise IngestError(f"{path}: missing required column(s) {', '.join(missing)} (header: {', '.join(header)})")
-    line = 1
-    try:
-        for row in reader:
-            origin = f"{path}:{line + 1}"
-            line = reader.line_num
-            if None in row:
-                yield Skipped(origin, f"row has {len(header) + len(row[None])} fields, header has {len(header)}")
-                continue
-            if any(v is None for v in row.values()):
-                yield Skipped(origin, f"row has fewer fields than the header ({len(header)})")
-                continue
-            yield _record(row, origin)
-    except csv.Error as exc:
-        yield Skipped(f"{path}:{reader.line_num}", f"malformed CSV: {exc}; the rest of the file was not read")
+    start = 1  # index in ``lines`` of the next row to read
+    while start < len(lines):
+        reader = csv.reader(lines[start:], strict=True)
+        first = start  # the row's first line (index)
+        try:
+            for row in reader:
+                last = start + reader.line_num - 1  # the row's last line (index)
+                origin = f"{path}:{first + 1}"
+                spans = last > first
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    first = last + 1
+                    continue
+                if len(row) != len(header):
+                    if spans:  # an unbalanced quote took the lines after it: read them again
+                        yield Skipped(origin, f"unbalanced quote: the row runs to line {last + 1} "
+                                      f"with {len(row)} fields (header has {len(header)}); read again from line {first + 2}")  # fmt: skip
+                        start = first + 1
+                        break
+                    if len(row) > len(header):
+                        yield Skipped(origin, f"row has {len(row)} fields, header has {len(header)}")
+                    else:
+                        yield Skipped(origin, f"row has fewer fields than the header ({len(header)})")
+                    first = last + 1
+                    continue
+                yield _record(dict(zip(header, row, strict=True)), origin)
+                first = last + 1
+            else:
+                return
+        except csv.Error as exc:
+            yield Skipped(
+                f"{path}:{first + 1}", f"malformed CSV ({exc}): this row is skipped, the next line read again"
+            )
+            start = first + 1
 
 
 def _record(fields: dict, origin: str, *, html_body: bool | None = None) -> Parsed | Skipped:

@@ -180,3 +180,19 @@ def test_which_links_are_allowed():
 
     assert link_allowed("https://x/a") and link_allowed("/a") and not link_allowed("javascript:x")
     assert not link_allowed("") and not link_allowed(" https://x") and not link_allowed("https:\\\\x")
+
+
+@pytest.mark.parametrize("tail", ['4,D,"delta\ncontinued"\n5,E,epsilon\n', "4,D,delta\n5,E,epsilon\n"])
+def test_csv_an_unclosed_quote_is_reported_and_the_rows_after_it_are_read(tmp_path, tail):
+    """A quote opened and never closed used to make the rest of the file one field (one
+    article, `skipped 0`); now its row is reported and the next line read again."""
+    p = write(
+        tmp_path / "kb.csv",
+        'id,title,body\n1,A,"alpha text"\n2,B,"beta text with an unclosed quote\n3,C,gamma text\n' + tail,
+    )
+    recs = list(read_source(p))
+    assert sorted(r.article.id for r in parsed(recs)) == ["1", "3", "4", "5"]
+    (bad,) = skipped(recs)
+    assert bad.origin.endswith("kb.csv:3") and ("quote" in bad.reason or "malformed CSV" in bad.reason)
+    bodies = {r.article.id: r.article.body for r in parsed(recs)}
+    assert "gamma" not in bodies["1"] and bodies["3"] == "gamma text"
