@@ -667,3 +667,34 @@ def test_a_hostile_article_url_template_or_leave_url_is_never_followed(api, brow
     assert page.eval_on_selector_all(LINKS, "els => els.length") == 0
     assert page.evaluate("window.__pwned === undefined") and page.errors == []
     ctx.close()
+
+
+def test_configured_form_fields_are_sent_and_a_change_asks_again(api, browser):
+    ctx, page = new_page(browser, session_in("treatment", "fields"))
+    bodies = suggest_bodies(page)
+    page.route(
+        api.url + "/contact",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="text/html; charset=utf-8",
+            body="<!doctype html><html lang='en'><head><meta charset='utf-8'></head><body>"
+            "<form id='f' action='/demo/sent' method='post'><input id='subject' name='subject'>"
+            "<select name='product'><option>iOS app</option><option>Web</option></select>"
+            "<input name='plan' value='Pro'><textarea id='message' name='message'></textarea></form>"
+            "<script src='/widget/deflect-widget.js' data-subject='#subject' data-description='#message' "
+            "data-form='#f' data-fields='product, plan, missing'></script></body></html>",
+        ),
+    )
+    page.goto(api.url + "/contact")
+    page.wait_for_function("window.DeflectWidget && window.DeflectWidget.instances.length === 1")
+    type_query(page)
+    page.wait_for_selector(LINKS)
+    assert bodies[-1]["fields"] == {"product": "iOS app", "plan": "Pro"}
+    n = len(bodies)
+    page.select_option("select[name=product]", "Web")
+    deadline = time.time() + 5
+    while len(bodies) == n and time.time() < deadline:
+        page.wait_for_timeout(100)
+    assert len(bodies) == n + 1 and bodies[-1]["fields"] == {"product": "Web", "plan": "Pro"}
+    assert page.errors == []
+    ctx.close()

@@ -229,6 +229,7 @@
       lang: d.lang,
       formId: d.formId,
       channel: d.channel,
+      fields: d.fields ? d.fields.split(",").map(function (f) { return f.trim(); }).filter(Boolean) : undefined,
       target: d.target,
       articleUrl: d.articleUrl,
       leaveUrl: d.leaveUrl,
@@ -254,6 +255,8 @@
     this.leaveUrl = opts.leaveUrl || null;
     this.formId = opts.formId || (this.form && this.form.id) || null;
     this.channel = opts.channel || null; // form (the default), chat or email: costs are counted per channel
+    // other form fields sent with the text (by name, in the form): {"product": "iOS app"}
+    this.fields = (opts.fields || []).slice(0, 20);
     // lang: the widget's texts; locale: also sent to the API. One given alone is used for both;
     // with neither, the page's <html lang> is. A language without texts gets English ones.
     var pageLang = document.documentElement.getAttribute("lang") || "";
@@ -299,6 +302,10 @@
     };
     [this.subject, this.description].forEach(function (el) {
       if (el) el.addEventListener("input", onInput);
+    });
+    this.fields.forEach(function (name) {
+      var el = self.field(name);
+      if (el) el.addEventListener("change", onInput);
     });
     if (this.form) {
       this.form.addEventListener("submit", function () {
@@ -398,10 +405,33 @@
     });
   };
 
+  /** The form element named ``name`` (in the form, else anywhere on the page), or null. */
+  Widget.prototype.field = function (name) {
+    var el = this.form && this.form.elements ? this.form.elements[name] : null;
+    if (!el) {
+      try {
+        el = document.querySelector('[name="' + name.replace(/["\\]/g, "") + '"]');
+      } catch (e) {}
+    }
+    return el && "value" in el ? el : null;
+  };
+
   Widget.prototype.text = function () {
     var s = this.subject ? this.subject.value.trim() : "";
     var d = this.description ? this.description.value.trim() : "";
-    return { subject: s, description: d, joined: (s + "\n" + d).trim() };
+    var fields = {}, extra = "";
+    for (var i = 0; i < this.fields.length; i++) {
+      var el = this.field(this.fields[i]);
+      var v = el ? String(el.value).trim().slice(0, 1000) : "";
+      if (v) {
+        fields[this.fields[i].slice(0, 100)] = v;
+        extra += "\n" + this.fields[i] + ": " + v;
+      }
+    }
+    // joined: what the customer typed, for the minimum length; key: also the fields, so that
+    // choosing another product asks again
+    var joined = (s + "\n" + d).trim();
+    return { subject: s, description: d, fields: fields, joined: joined, key: joined + extra };
   };
 
   Widget.prototype.suggest = function () {
@@ -410,8 +440,8 @@
       if (!q.joined) this.hide();
       return;
     }
-    if (q.joined === this.lastText) return; // nothing changed: no request
-    this.lastText = q.joined;
+    if (q.key === this.lastText) return; // nothing changed: no request
+    this.lastText = q.key;
     var seq = ++this.seq;
     var self = this;
     if (this.inflight) this.inflight.abort();
@@ -424,6 +454,7 @@
     if (this.tokens[""]) body.token = this.tokens[""]; // keeps the session's group
     if (this.formId) body.form_id = this.formId;
     if (this.channel) body.channel = this.channel;
+    if (Object.keys(q.fields).length) body.fields = q.fields;
     var locale = this.localeFor(q.joined);
     if (locale) body.locale = locale;
     fetch(this.api + "/v1/suggest", {
