@@ -215,8 +215,8 @@ def read_csv(path: Path) -> Iterator[Parsed | Skipped]:
                     continue
                 if len(row) != len(header):
                     if spans:  # an unbalanced quote took the lines after it: read them again
-                        yield Skipped(origin, f"unbalanced quote: the row runs to line {last + 1} "
-                                      f"with {len(row)} fields (header has {len(header)}); read again from line {first + 2}")  # fmt: skip
+                        why = f"unbalanced quote: the row runs to line {last + 1} with {len(row)} fields"
+                        yield Skipped(origin, f"{why} (header has {len(header)}); read again from line {first + 2}")
                         start = first + 1
                         break
                     if len(row) > len(header):
