@@ -20,9 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[test,bench]"
 	touch $(STAMP)
 
-# the demo's intents that must always reach a person
-DEMO_ENV := DEFLECT_HOME=$(HOME_DIR) DEFLECT_NEVER_DEFLECT=account_compromised,billing_dispute \
-	DEFLECT_INTENT_ARTICLES=examples/intent_articles.json
+DEMO_ENV := DEFLECT_HOME=$(HOME_DIR)
+PORT ?= 8000
 
 # the demo in English, Traditional Chinese, Simplified Chinese and Indonesian: one index (the
 # encoder is chosen from the articles' languages) and one intent model
@@ -30,12 +29,17 @@ LANGS   := zh-tw zh-cn id
 DEMO_KB := examples/helpcenter $(foreach l,$(LANGS),examples/$(l)/helpcenter)
 DEMO_INTENTS := examples/intents.csv $(foreach l,$(LANGS),examples/$(l)/intents.csv)
 
+# the demo's policy goes into the data home's settings file (deflect.toml), so that serve,
+# suggest, simulate and report all read it: the intents that must always reach a person, and
+# the articles linked to intents
 demo: install
 	$(DEMO_ENV) $(BIN)/deflect ingest $(DEMO_KB)
 	$(DEMO_ENV) $(BIN)/deflect train $(DEMO_INTENTS) --oos-label out_of_scope --promote
+	$(DEMO_ENV) $(BIN)/deflect config set never_deflect account_compromised,billing_dispute
+	$(DEMO_ENV) $(BIN)/deflect config set intent_articles examples/intent_articles.json
 
 run: demo
-	$(DEMO_ENV) $(BIN)/deflect serve --host 127.0.0.1 --port 8000
+	$(DEMO_ENV) $(BIN)/deflect serve --host 127.0.0.1 --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest -q

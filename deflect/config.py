@@ -1,18 +1,33 @@
 """Configuration: one settings class, read through :func:`get_settings`.
 
-Every value can be set with an environment variable ``DEFLECT_<NAME>`` (for example
-``DEFLECT_HOME``); CLI options override them.
+Every value can be set in the data home's settings file, ``deflect.toml`` (written by
+``deflect config set``; the deployment's policy: never-deflect intents, intent -> article
+links, thresholds, CORS origins, control share, ticket costs), and with an environment
+variable ``DEFLECT_<NAME>`` (for example ``DEFLECT_HOME``), which overrides the file; CLI
+options override both. :func:`value_sources` says where each value came from.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from deflect.core.errors import ConfigError
+
+#: the settings file in the data home
+SETTINGS_FILE = "deflect.toml"
+#: settings that never go in the file: where the file is, and the deployment secret (kept
+#: in its own owner-only file)
+NOT_IN_FILE = ("home", "secret")
+DEFAULT_HOME = Path("./deflect-home")
 
 
 def default_model_path() -> str:
@@ -69,7 +84,14 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DEFLECT_", extra="ignore")
 
-    home: Path = Field(default=Path("./deflect-home"), description="Data home (indexes, models, events).")
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Options, then the environment, then the data home's ``deflect.toml``."""
+        return init_settings, env_settings, _SettingsFile(settings_cls, init_settings.init_kwargs)
+
+    home: Path = Field(default=DEFAULT_HOME, description="Data home (indexes, models, events).")
     encoder: Literal["auto", "all-MiniLM-L6-v2", "multilingual-e5-small"] = Field(
         default="auto",
         description=(
@@ -111,7 +133,10 @@ class Settings(BaseSettings):
     never_deflect: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Intents that always reach a person (comma-separated)."
     )
-    intent_articles: str = Field(default="", description="JSON file mapping intents to article ids (optional).")
+    intent_articles: str | dict[str, list[str]] = Field(
+        default="",
+        description="Intent -> article ids: a table in deflect.toml, or a JSON file of that mapping (optional).",
+    )
     intent_boost: float = Field(
         default=0.05, ge=0.0, le=1.0, description="Score added to articles linked to the intent."
     )
@@ -253,7 +278,127 @@ def current_index_encoder(home: Path) -> str | None:
         return None
 
 
+def home_of(init: dict | None = None) -> Path:
+    """The data home a settings object will have: the option, else ``DEFLECT_HOME``, else the default."""
+    init = init or {}
+    return Path(init.get("home") or os.environ.get("DEFLECT_HOME") or DEFAULT_HOME)
+
+
+def settings_file(home: str | Path) -> Path:
+    return Path(home) / SETTINGS_FILE
+
+
+def read_settings_file(home: str | Path) -> dict[str, Any]:
+    """The values of the data home's ``deflect.toml`` ({} when there is none); a file that
+    does not parse, or names a setting that does not exist, is a :class:`ConfigError`."""
+    path = settings_file(home)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from exc
+    known = set(Settings.model_fields) - set(NOT_IN_FILE)
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"{path}: unknown setting {key!r}{hint}")
+    return data
+
+
+class _SettingsFile(PydanticBaseSettingsSource):
+    """The data home's ``deflect.toml`` as a settings source (below the environment)."""
+
+    def __init__(self, settings_cls, init_kwargs: dict) -> None:
+        super().__init__(settings_cls)
+        self._home = home_of(init_kwargs)
+
+    def get_field_value(self, field, field_name: str):  # one read of the whole file in __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return read_settings_file(self._home)
+
+
+def value_sources(settings: Settings, options: dict | None = None) -> dict[str, str]:
+    """Where each setting's value comes from: ``option``, ``env`` (``DEFLECT_<NAME>``),
+    ``file`` (``deflect.toml``) or ``default``."""
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    in_file = read_settings_file(settings.home)
+    out = {}
+    for name in Settings.model_fields:
+        if name in options:
+            out[name] = "option"
+        elif f"DEFLECT_{name.upper()}" in os.environ:
+            out[name] = "env"
+        elif name in in_file:
+            out[name] = "file"
+        else:
+            out[name] = "default"
+    return out
+
+
+def load_settings(**values) -> Settings:
+    """:class:`Settings`, with a :class:`ConfigError` in one line naming the variable, the
+    file or the option (and the value) when one is not valid."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        home = home_of(values)
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            env = f"DEFLECT_{name.upper()}"
+            if name in values:
+                where = f"{name}={values[name]!r}"
+            elif env in os.environ:
+                where = f"{env}={os.environ[env]!r}"
+            else:
+                where = f"{settings_file(home)}: {name} = {err.get('input')!r}"
+            problems.append(f"{where}: {err['msg']}")
+        raise ConfigError("; ".join(problems)) from None
+
+
+def check_intents(settings: Settings, labels: list[str] | None, *, model: str = "the current model") -> None:
+    """:class:`ConfigError` when ``never_deflect`` or ``intent_articles`` name an intent that
+    ``labels`` (the model's) does not know, with the closest known names. No labels (no
+    model yet): nothing to check against."""
+    if not labels:
+        return
+    named = list(settings.never_deflect)
+    if isinstance(settings.intent_articles, dict):
+        named += list(settings.intent_articles)
+    unknown = [n for n in dict.fromkeys(named) if n not in labels]
+    if not unknown:
+        return
+    parts = []
+    for n in unknown:
+        close = difflib.get_close_matches(n, labels, n=3, cutoff=0.5)
+        parts.append(f"{n!r}" + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""))
+    raise ConfigError(
+        f"unknown intent {', '.join(parts)} in never_deflect / intent_articles: {model} knows "
+        f"{', '.join(sorted(labels)[:12])}{', ...' if len(labels) > 12 else ''}"
+    )
+
+
+def current_model_labels(home: str | Path) -> tuple[str | None, list[str]]:
+    """The current model's version and intent labels (None, [] when there is none)."""
+    from deflect.core.errors import BundleError
+    from deflect.models import bundle as B
+
+    try:
+        version = B.read_pointer(Path(home), "model")
+        if version is None:
+            return None, []
+        return version, list(B.read_manifest(B.bundle_path(Path(home), "model", version)).get("labels") or [])
+    except (BundleError, OSError, ValueError):
+        return None, []
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment. Tests build their own."""
-    return Settings()
+    """The process-wide settings, read once from the environment and the settings file.
+    Tests build their own."""
+    return load_settings()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deflect.config import EncoderDefaults, Settings, defaults_for
+from deflect.config import EncoderDefaults, Settings, check_intents, defaults_for
 from deflect.core.errors import BundleError, NotReadyError
 from deflect.experiment import CONTROL, assign_variant
 from deflect.models import bundle as B
@@ -195,8 +195,12 @@ class Engine:
             missing=f"no index in {home}: run `deflect ingest SOURCE` first",
         )
         self.model = BundleHolder(home, "model", self._load_model, interval=settings.reload_interval)
-        self._mapping = _read_mapping(settings.intent_articles) if settings.intent_articles else None
+        links = settings.intent_articles
+        self._mapping = dict(links) if isinstance(links, dict) else (_read_mapping(links) if links else None)
         self.tuning = TuningCache(settings.reload_interval)
+        model = self.model.get_optional()
+        if model is not None:  # a misspelt never-deflect intent would switch the protection off
+            check_intents(settings, list(model.manifest.get("labels") or []), model=f"model {model.version}")
 
     def _load_index(self, version: str) -> IndexBundle:
         bundle = IndexBundle.load(B.bundle_path(Path(self.settings.home), "index", version), self.embedder)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from deflect.config import Settings
+from deflect.config import Settings, load_settings
 from deflect.core.errors import DeflectError
 
 HomeOpt = Annotated[
@@ -20,11 +20,12 @@ HomeOpt = Annotated[
 
 
 def settings_for(home: Path | None, **overrides) -> Settings:
-    """Settings from the environment, with CLI options applied on top."""
+    """Settings from the data home's ``deflect.toml`` and the environment, with CLI options
+    applied on top; a value that is not valid is one line naming where it came from."""
     values = {k: v for k, v in overrides.items() if v is not None}
     if home is not None:
         values["home"] = home
-    return Settings(**values)
+    return load_settings(**values)
 
 
 def friendly(fn: Callable) -> Callable:

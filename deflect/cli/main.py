@@ -10,6 +10,7 @@ from deflect.cli.evaluate import eval_app, tune_cmd
 from deflect.cli.events import events_app, report_cmd, simulate_cmd
 from deflect.cli.ingest import ingest_cmd
 from deflect.cli.serve import index_app, serve_cmd, suggest_cmd
+from deflect.cli.settings_cmd import config_app
 from deflect.cli.train import models_app, train_cmd
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.command("simulate")(simulate_cmd)
 app.add_typer(events_app, name="events")
 app.add_typer(eval_app, name="eval")
 app.command("tune")(tune_cmd)
+app.add_typer(config_app, name="config")
 
 
 # libraries whose records below WARNING the command line never prints

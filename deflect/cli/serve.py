@@ -25,8 +25,11 @@ def serve_cmd(
     import uvicorn
 
     from deflect.api.server import uvicorn_options
+    from deflect.config import check_intents, current_model_labels
 
     settings = settings_for(home)
+    version, labels = current_model_labels(settings.home)
+    check_intents(settings, labels, model=f"model {version}")  # one line, before the server starts
     bounds = uvicorn_options(settings)  # header and keep-alive timeouts, connection limit
     if workers > 1:
         os.environ["DEFLECT_HOME"] = str(settings.home)

@@ -64,7 +64,7 @@ def train_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train an intent model from labeled texts, validate it, and write a new model bundle."""
-    from deflect.config import current_index_encoder
+    from deflect.config import check_intents, current_index_encoder
     from deflect.core.datahome import DataHome
     from deflect.models.embedders import load_embedder
     from deflect.models.labeled import load_labeled_files
@@ -74,6 +74,8 @@ def train_cmd(
     settings = settings_for(home)
     DataHome(settings.home).check_writable()  # before the encoder is loaded
     rows = load_labeled_files(data, text_col, label_col)
+    if promote:  # the policy's intents must be ones this model will know
+        check_intents(settings, sorted(set(rows.labels)), model="the training data")
     # auto: the current index's encoder (one encoder pass per request), else the texts' languages
     languages = None if current_index_encoder(settings.home) else languages_of(rows.texts)
     embedder = load_embedder(settings, purpose="train", languages=languages)
@@ -167,9 +169,13 @@ def models_promote(
     version: Annotated[str, typer.Argument(help="The model version to make current.")], home: HomeOpt = None
 ) -> None:
     """Make VERSION the current model (the API picks it up without a restart)."""
+    from deflect.config import check_intents
+    from deflect.models import bundle as B
     from deflect.models.registry import promote_version
 
     settings = settings_for(home)
+    labels = B.read_manifest(B.bundle_path(settings.home, "model", version)).get("labels") or []
+    check_intents(settings, list(labels), model=f"model {version}")
     promote_version(settings.home, version)
     typer.echo(f"{version} is now the current model")
 
