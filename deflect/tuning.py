@@ -1,8 +1,10 @@
 """Suggestion thresholds tuned on labeled queries (``deflect tune``), stored with the index.
 
 ``indexes/<version>/tuning.json`` holds the global threshold and optional per-intent ones.
-It belongs to the index it was tuned on: a new index starts from ``DEFLECT_MIN_SCORE``
-again until it is tuned. The file is replaced atomically, and the running server picks it
+It is made for the index it was tuned on; ``deflect ingest`` carries it to the next index
+(re-tuned on the same labeled queries when their file is still there, else copied, marked
+``inherited_from``). It is not among the bundle's checksummed files: ``deflect tune`` may
+rewrite it. The file is replaced atomically, and the running server picks it
 up within ``reload_interval`` seconds, without a restart.
 """
 
@@ -33,6 +35,18 @@ def read_tuning(bundle_dir: Path) -> dict | None:
     if not isinstance(data, dict) or not isinstance(data.get("threshold"), (int, float)):
         return None
     return data
+
+
+def carry_over(previous_dir: Path, new_dir: Path, previous_version: str) -> dict | None:
+    """Copy the tuning of the index at ``previous_dir`` into ``new_dir`` (marked
+    ``inherited_from``); the copied tuning, or None when the previous index was not tuned."""
+    tuned = read_tuning(previous_dir)
+    if tuned is None:
+        return None
+    body = {k: v for k, v in tuned.items() if k != "written_at"}
+    body["inherited_from"] = previous_version
+    write_tuning(new_dir, body)
+    return body
 
 
 def remove_tuning(bundle_dir: Path) -> bool:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deflect.core.atomic import atomic_write_text, publish_dir
-from deflect.core.datahome import DataHome
+from deflect.core.datahome import TUNING_FILE, DataHome
 from deflect.core.errors import BundleError
 
 FORMAT_VERSION = 1
@@ -82,12 +82,13 @@ def read_manifest(path: Path) -> dict:
 
 
 def checksums(path: Path) -> dict[str, str]:
-    """``sha256:<hex>`` of every file under the bundle directory ``path`` (but its manifest),
+    """``sha256:<hex>`` of every file under the bundle directory ``path`` (but its manifest and
+    an index's ``tuning.json``),
     by path relative to it, in ``/`` form."""
     out = {}
     for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
         rel = f.relative_to(path).as_posix()
-        if rel == "manifest.json":
+        if rel in ("manifest.json", TUNING_FILE):  # tuning.json: rewritten by `deflect tune`
             continue
         h = hashlib.sha256()
         with open(f, "rb") as fh:

@@ -250,3 +250,45 @@ def test_eval_intent_beside_its_baselines(trained_home, tmp_path):
         app, ["eval", "intent", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "x.csv")]
     )
     assert r.exit_code == 1 and "x.csv" in r.output
+
+
+@pytest.mark.slow
+def test_a_new_index_keeps_the_tuning_retuned_or_copied(tmp_path, onnx_cache):
+    """`deflect tune`, then an article edited and re-ingested: the new index is re-tuned on
+    the same queries (their file is there), and copied when the file is gone; ingest says so."""
+    import shutil
+
+    from deflect.models import bundle as B
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "onnx").symlink_to(onnx_cache, target_is_directory=True)
+    kb = tmp_path / "kb"
+    shutil.copytree(DEMO_KB, kb)
+    queries = tmp_path / "queries.csv"
+    shutil.copy(DEMO_QUERIES, queries)
+
+    def run(*args):
+        r = runner.invoke(app, [*args, "--home", str(home)])
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    run("ingest", str(kb))
+    run("tune", "--queries", str(queries), "--target-precision", "0.9", "--yes")
+    first = B.read_pointer(home, "index")
+    tuned = json.loads((B.bundle_path(home, "index", first) / "tuning.json").read_text())
+    page = sorted(kb.rglob("*.md"))[0]
+    page.write_text(page.read_text() + "\n\nOne more sentence about this.\n")
+    out = run("ingest", str(kb))
+    second = B.read_pointer(home, "index")
+    assert second != first and f"tuning: re-tuned on {queries}" in out
+    again = json.loads((B.bundle_path(home, "index", second) / "tuning.json").read_text())
+    assert again["target_precision"] == 0.9 and "inherited_from" not in again
+    queries.unlink()
+    page.write_text(page.read_text() + "\nAnd another.\n")
+    out = run("ingest", str(kb))
+    third = B.read_pointer(home, "index")
+    copied = json.loads((B.bundle_path(home, "index", third) / "tuning.json").read_text())
+    assert f"tuning: copied from index {second}" in out and "its queries file is gone" in out
+    assert copied["threshold"] == again["threshold"] and copied["inherited_from"] == second
+    assert tuned["threshold"] > 0

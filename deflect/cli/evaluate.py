@@ -252,10 +252,13 @@ def eval_compare(
 # ---- tune ------------------------------------------------------------------------------------
 @friendly
 def tune_cmd(
-    queries: QueriesOpt,
+    queries: Annotated[
+        Path | None, typer.Option("--queries", help="Labeled queries, CSV or JSONL (docs/evaluation.md).")
+    ] = None,
     target_precision: Annotated[
-        float, typer.Option("--target-precision", min=0.01, max=1.0, help="Precision of the top suggestion to reach.")
-    ],
+        float | None,
+        typer.Option("--target-precision", min=0.01, max=1.0, help="Precision of the top suggestion to reach."),
+    ] = None,
     per_intent: Annotated[
         bool, typer.Option("--per-intent", help="One threshold per intent with enough queries.")
     ] = False,
@@ -272,9 +275,7 @@ def tune_cmd(
     """Choose the fusion weight and the suggestion threshold from labeled queries and write them
     into the current index."""
     from deflect.engine import Engine
-    from deflect.eval.offline import ALPHA_GRID, choose_alpha, engine_answers, tune_thresholds
-    from deflect.models.encoding import encode_queries
-    from deflect.tuning import read_tuning, remove_tuning, write_tuning
+    from deflect.tuning import remove_tuning, write_tuning
 
     engine = Engine(settings_for(home))
     bundle = engine.index.get()
@@ -282,6 +283,30 @@ def tune_cmd(
         removed = remove_tuning(bundle.path)
         typer.echo(f"index {bundle.version}: " + ("tuning removed" if removed else "was not tuned"))
         return
+    if queries is None or target_precision is None:
+        raise InvalidInputError("deflect tune needs --queries and --target-precision (or --reset)", field="queries")
+    body = tune_index(engine, queries, target_precision, per_intent=per_intent, min_queries=min_queries,
+                      keep_fusion=keep_fusion)  # fmt: skip
+    if body is None:
+        raise SystemExit(1)
+    if not yes and not typer.confirm(f"write this into index {bundle.version}?", default=False):
+        typer.echo("nothing written")
+        return
+    path = write_tuning(bundle.path, body)
+    typer.echo(f"wrote {path}; the server uses it within {engine.settings.reload_interval:g}s")
+
+
+def tune_index(
+    engine, queries: Path, target_precision: float, *, per_intent: bool, min_queries: int, keep_fusion: bool, echo=None
+) -> dict | None:
+    """Tune the current index of ``engine`` on ``queries`` (what ``deflect tune`` prints with
+    ``echo``); the body of its ``tuning.json``, or None when no threshold reaches the target."""
+    from deflect.eval.offline import ALPHA_GRID, choose_alpha, engine_answers, tune_thresholds
+    from deflect.models.encoding import encode_queries
+    from deflect.tuning import read_tuning
+
+    echo = echo or typer.echo
+    bundle = engine.index.get()
     qs, rel = _load_queries(queries)
     tuned_before = read_tuning(bundle.path)
     encoding = encode_queries(engine.embedder, [q.text for q in qs], engine.model.get_optional(), batch_size=32)
@@ -290,43 +315,36 @@ def tune_cmd(
     if not keep_fusion and engine.settings.fusion == "convex":
         per_alpha = {a: engine_answers(engine, qs, encoding=encoding, alpha=a) for a in ALPHA_GRID}
         fusion = choose_alpha(per_alpha, rel, target_precision, current=current_alpha)
-        typer.echo(f"{'fusion weight':>14} {'Recall@1':>9} {'coverage at target':>19}")
+        echo(f"{'fusion weight':>14} {'Recall@1':>9} {'coverage at target':>19}")
         for t in fusion.tried:
             mark = "  <- chosen" if t.alpha == fusion.alpha else ""
             name = f"{t.alpha:.1f}" + (" (lexical)" if t.alpha == 0 else "")
-            typer.echo(f"{name:>14} {t.recall_at_1:>9.3f} {t.coverage:>19.3f}{mark}")
+            echo(f"{name:>14} {t.recall_at_1:>9.3f} {t.coverage:>19.3f}{mark}")
         answers = per_alpha[fusion.alpha]
     else:
         answers = engine_answers(engine, qs, encoding=encoding)
     res = tune_thresholds(answers, rel, target_precision, per_intent=per_intent, min_queries=min_queries)
     if res.threshold is None:
         typer.secho(f"no threshold reaches precision {target_precision} on these queries; nothing written", fg="red")
-        raise SystemExit(1)
+        return None
     exp = res.expected
     if fusion is not None:
-        typer.echo(f"index {bundle.version}: fusion weight {fusion.alpha:g} (now {current_alpha:g})")
-    typer.echo(
+        echo(f"index {bundle.version}: fusion weight {fusion.alpha:g} (now {current_alpha:g})")
+    was = f" (was {tuned_before['threshold']:.4f}, tuned)" if tuned_before else f" (now {engine.min_score(bundle):.4f})"
+    echo(
         f"index {bundle.version}: threshold {res.threshold:.4f} -> precision {exp.precision:.3f}, "
-        f"coverage {exp.coverage:.3f} on {len(qs)} queries"
-        + (
-            f" (was {tuned_before['threshold']:.4f}, tuned)"
-            if tuned_before
-            else f" (now {engine.min_score(bundle):.4f})"
-        )
+        f"coverage {exp.coverage:.3f} on {len(qs)} queries{was}"
     )
     if per_intent:
         if res.per_intent:
             for intent, d in res.per_intent.items():
-                typer.echo(f"  {intent:<28} {d.threshold:.4f}  ({d.queries} queries, coverage {d.coverage:.3f})")
+                echo(f"  {intent:<28} {d.threshold:.4f}  ({d.queries} queries, coverage {d.coverage:.3f})")
             e2 = res.expected_per_intent
-            typer.echo(f"with per-intent thresholds: precision {e2.precision:.3f}, coverage {e2.coverage:.3f}")
+            echo(f"with per-intent thresholds: precision {e2.precision:.3f}, coverage {e2.coverage:.3f}")
         else:
-            typer.echo(f"no intent has {min_queries}+ queries reaching the target: the global threshold applies")
-    if not yes and not typer.confirm(f"write this into index {bundle.version}?", default=False):
-        typer.echo("nothing written")
-        return
-    body = {**res.to_dict(), **(fusion.to_dict() if fusion else {}), "queries": str(queries)}
+            echo(f"no intent has {min_queries}+ queries reaching the target: the global threshold applies")
+    body = {**res.to_dict(), **(fusion.to_dict() if fusion else {}), "queries": str(Path(queries).resolve())}
+    body.update(per_intent_asked=per_intent, min_queries=min_queries, keep_fusion=keep_fusion)
     if fusion is None and tuned_before and "fusion_alpha" in tuned_before:
         body["fusion_alpha"] = tuned_before["fusion_alpha"]  # --keep-fusion keeps a tuned weight
-    path = write_tuning(bundle.path, body)
-    typer.echo(f"wrote {path}; the server uses it within {engine.settings.reload_interval:g}s")
+    return body

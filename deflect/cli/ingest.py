@@ -41,8 +41,9 @@ def ingest_cmd(
         progress=not as_json,
         full=full,
     )
+    tuning = _carry_tuning(settings, summary) if summary.changed and summary.previous_version else None
     if as_json:
-        typer.echo(json.dumps(summary.as_dict(), indent=2))
+        typer.echo(json.dumps({**summary.as_dict(), "tuning": tuning}, indent=2))
         return
     langs = ", ".join(f"{n} {lang}" for lang, n in sorted(summary.languages.items(), key=lambda x: -x[1]))
     typer.echo(f"articles by language: {langs}; encoder {summary.encoder}")
@@ -64,3 +65,47 @@ def ingest_cmd(
         )
     else:
         typer.echo(f"no changes; index {summary.version} stays current")
+    if tuning:
+        typer.echo(tuning)
+
+
+def _carry_tuning(settings, summary) -> str | None:
+    """The previous index's tuning, carried to the new one: re-tuned on the same labeled
+    queries when their file is still there (same target precision, per-intent choice and
+    fusion choice), else copied. What was done, in one line (None: it was not tuned)."""
+    from deflect.cli.evaluate import tune_index
+    from deflect.models import bundle as B
+    from deflect.tuning import carry_over, read_tuning, write_tuning
+
+    prev_dir = B.bundle_path(settings.home, "index", summary.previous_version)
+    new_dir = B.bundle_path(settings.home, "index", summary.version)
+    tuned = read_tuning(prev_dir)
+    if tuned is None:
+        return None
+    queries = Path(tuned.get("queries") or "")
+    if tuned.get("queries") and queries.is_file() and tuned.get("target_precision"):
+        from deflect.engine import Engine
+
+        engine = Engine(settings)
+        engine.index.refresh(wait=True)
+        body = tune_index(
+            engine,
+            queries,
+            float(tuned["target_precision"]),
+            per_intent=bool(tuned.get("per_intent_asked", bool(tuned.get("per_intent")))),
+            min_queries=int(tuned.get("min_queries", 20)),
+            keep_fusion=bool(tuned.get("keep_fusion", "fusion_alpha" not in tuned)),
+            echo=lambda _line: None,
+        )
+        if body is not None:
+            write_tuning(new_dir, body)
+            return (
+                f"tuning: re-tuned on {queries} for precision {tuned['target_precision']:g}: "
+                f"threshold {tuned['threshold']:.4f} -> {body['threshold']:.4f}"
+            )
+    copied = carry_over(prev_dir, new_dir, summary.previous_version)
+    why = "its queries file is gone" if not queries.is_file() else "the target is not reached on the new index"
+    return (
+        f"tuning: copied from index {summary.previous_version} (threshold {copied['threshold']:.4f}; {why}: "
+        "run `deflect tune` to tune this index)"
+    )
