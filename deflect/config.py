@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     onnx_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per call.")
     chunk_tokens: int = Field(default=200, ge=32, le=512)
     chunk_overlap: int = Field(default=40, ge=0, le=256)
+    ingest_max_removed: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="Share of the current articles an ingest may remove without --replace (1: no limit).",
+    )
     ann_threshold: int = Field(
         default=100_000, ge=1, description="Chunk count above which an approximate (HNSW) index is built."
     )

@@ -34,6 +34,8 @@ class IngestSummary:
     #: temporary files a killed ingest or train had left in the data home, removed first
     leftovers_removed: int = 0
     leftover_bytes: int = 0
+    #: nothing was written (``dry_run``)
+    dry_run: bool = False
     encoder: str | None = None
     languages: dict[str, int] = field(default_factory=dict)
 
@@ -80,6 +82,8 @@ def ingest(
     ann_threshold: int = 100_000,
     progress: bool = False,
     full: bool = False,
+    dry_run: bool = False,
+    max_removed: float | None = None,
     _fail_after: str | None = None,
 ) -> IngestSummary:
     """Ingest ``source`` (one source, or several that together form one index: a Markdown
@@ -93,13 +97,19 @@ def ingest(
     Unchanged articles (same content hash) reuse their chunks and vectors from the current
     bundle; deleted ones are dropped. Records that cannot be read are skipped and reported.
     If nothing usable is found, :class:`IngestError` is raised and the current index stays.
+
+    An ingest that would remove more than ``max_removed`` (a share; None: no limit) of the
+    current index's articles raises :class:`RemovalRefused` and changes nothing: a source
+    left out or read with the wrong ``--format`` must not empty the help center. With
+    ``dry_run`` nothing is embedded or written: the summary says what would change.
     """
     t0 = time.perf_counter()
     home = Path(home)
-    DataHome(home).check_writable()  # before any work: one line, not a traceback after embedding
     summary = IngestSummary()
-    removed = DataHome(home).clean_leftovers()
-    summary.leftovers_removed, summary.leftover_bytes = len(removed), sum(n for _, n in removed)
+    if not dry_run:
+        DataHome(home).check_writable()  # before any work: one line, not a traceback after embedding
+        removed = DataHome(home).clean_leftovers()
+        summary.leftovers_removed, summary.leftover_bytes = len(removed), sum(n for _, n in removed)
     chunking = {"tokens": chunk_tokens, "overlap": chunk_overlap}
 
     sources = [source] if isinstance(source, (str, Path)) else list(source)
@@ -163,9 +173,20 @@ def ingest(
             to_embed.append(len(chunks))
             chunks.append(c)
             vectors.append(None)
-    if prev is not None:
-        keep = {a.id for a in articles}
-        summary.removed = sorted(a for a in prev.articles if a not in keep)
+    current = _current_ids(home)
+    keep = {a.id for a in articles}
+    summary.removed = sorted(a for a in current if a not in keep)
+    if prev is None and current:  # --full: what is new is what the current index lacks
+        summary.added = [a for a in summary.added + summary.updated if a not in current]
+        summary.updated = [a.id for a in articles if a.id in current]
+    if max_removed is not None and current and len(summary.removed) > max_removed * len(current):
+        raise RemovalRefused(summary, len(current), max_removed)
+    if dry_run:
+        summary.embedded_chunks = len(to_embed)
+        summary.chunks = len(chunks)
+        summary.dry_run = True
+        summary.seconds = time.perf_counter() - t0
+        return summary
 
     summary.chunks = len(chunks)
     if prev is not None and not summary.changed:
@@ -200,3 +221,29 @@ def ingest(
     )
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+class RemovalRefused(IngestError):
+    """An ingest that would remove too many of the current articles; nothing was changed."""
+
+    def __init__(self, summary: IngestSummary, current: int, share: float) -> None:
+        self.summary = summary
+        n = len(summary.removed)
+        examples = ", ".join(summary.removed[:5]) + (", ..." if n > 5 else "")
+        super().__init__(
+            f"this ingest would remove {n} of the {current} current articles ({n / current:.0%}, more than "
+            f"{share:.0%}): {examples}. Nothing was changed. Pass every source at once (several sources "
+            "form one index), check --format, see the changes with --dry-run, or pass --replace to accept"
+        )
+
+
+def _current_ids(home: Path) -> list[str]:
+    """The article ids of the current index ([] when there is none or it cannot be read)."""
+    from deflect.models import bundle as B
+    from deflect.models.index_bundle import read_articles
+
+    try:
+        version = B.read_pointer(home, "index")
+        return [a.id for a in read_articles(B.bundle_path(home, "index", version))] if version else []
+    except (OSError, ValueError, BundleError):
+        return []

@@ -58,6 +58,62 @@ def write_pointer(home: Path, kind: str, version: str) -> None:
     atomic_write_text(pointer_path(home, kind), version + "\n")
 
 
+def history(home: Path, kind: str) -> list[str]:
+    """The versions of ``kind`` made current, oldest first (``<kind>-history``)."""
+    try:
+        return [v for v in DataHome(home).history(kind).read_text().split() if v]
+    except FileNotFoundError:
+        return []
+
+
+def set_current(home: Path, kind: str, version: str) -> None:
+    """Make ``version`` current (atomic), remembering the order for :func:`roll_back`."""
+    write_pointer(home, kind, version)
+    hist = [v for v in history(home, kind) if v != version] + [version]
+    atomic_write_text(DataHome(home).history(kind), "\n".join(hist) + "\n")
+
+
+def roll_back(home: Path, kind: str) -> str:
+    """Make current the version that was current before this one; returns it."""
+    from deflect.core.errors import NotReadyError
+
+    current = read_pointer(home, kind)
+    if current is None:
+        raise NotReadyError(f"no current {kind} in {home}")
+    hist = [v for v in history(home, kind) if (bundle_path(home, kind, v) / "manifest.json").exists()]
+    if current in hist:
+        hist = hist[: hist.index(current)]
+    if not hist:
+        raise NotReadyError(f"nothing to roll back to: {current} is the first {kind} made current in {home}")
+    previous = hist[-1]
+    write_pointer(home, kind, previous)
+    atomic_write_text(DataHome(home).history(kind), "\n".join(hist) + "\n")
+    return previous
+
+
+def prunable(home: Path, kind: str, keep: int) -> list[str]:
+    """The versions :func:`prune` would delete: all but the newest ``keep``, never the current
+    one nor the one a rollback would go back to."""
+    versions = list_versions(home, kind)
+    current = read_pointer(home, kind)
+    hist = history(home, kind)
+    previous = hist[hist.index(current) - 1] if current in hist and hist.index(current) > 0 else None
+    kept = set(versions[-keep:] if keep > 0 else []) | {current, previous}
+    return [v for v in versions if v not in kept]
+
+
+def prune(home: Path, kind: str, keep: int) -> list[str]:
+    """Delete the versions of :func:`prunable`; returns them."""
+    gone = []
+    for v in prunable(home, kind, keep):
+        shutil.rmtree(bundle_path(home, kind, v))
+        gone.append(v)
+    if gone:
+        left = [v for v in history(home, kind) if v not in gone]
+        atomic_write_text(DataHome(home).history(kind), "\n".join(left) + ("\n" if left else ""))
+    return gone
+
+
 def bundle_path(home: Path, kind: str, version: str) -> Path:
     if not version or "/" in version or version.startswith("."):
         raise BundleError(f"invalid {kind} version {version!r}")
@@ -155,7 +211,7 @@ def write_bundle(home: Path, kind: str, fill: Callable[[Path], dict], *, make_cu
             os.fsync(f.fileno())
         publish_dir(tmp, bundle_path(home, kind, version))
     if make_current:
-        write_pointer(home, kind, version)
+        set_current(home, kind, version)
     return version
 
 

@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deflect.core.atomic import atomic_write_text
 from deflect.core.datahome import DataHome
-from deflect.core.errors import BundleError, NotReadyError
+from deflect.core.errors import BundleError
 from deflect.models import bundle as B
 from deflect.models.classification_metrics import prediction_metrics
 from deflect.models.embedders.protocol import Embedder
@@ -177,34 +176,11 @@ def maybe_promote(
     return _not_worse(home, version, current, new_f1, cur_f1, "macro-F1", "on the same validation data")
 
 
-def _history(home: Path) -> list[str]:
-    try:
-        return [v for v in DataHome(home).model_history.read_text().split() if v]
-    except FileNotFoundError:
-        return []
-
-
-def _write_history(home: Path, versions: list[str]) -> None:
-    atomic_write_text(DataHome(home).model_history, "\n".join(versions) + "\n")
-
-
 def promote_version(home: Path, version: str) -> None:
     """Make ``version`` the current model (atomic), remembering the order for rollback."""
-    B.write_pointer(home, "model", version)
-    _write_history(home, [v for v in _history(home) if v != version] + [version])
+    B.set_current(home, "model", version)
 
 
 def rollback(home: Path) -> str:
     """Go back to the model that was current before this one. Returns its version."""
-    current = B.read_pointer(home, "model")
-    if current is None:
-        raise NotReadyError(f"no current model in {home}")
-    hist = [v for v in _history(home) if (B.bundle_path(home, "model", v) / "manifest.json").exists()]
-    if current in hist:
-        hist = hist[: hist.index(current)]
-    if not hist:
-        raise NotReadyError(f"nothing to roll back to: {current} is the first model promoted in {home}")
-    previous = hist[-1]
-    B.write_pointer(home, "model", previous)
-    _write_history(home, hist)
-    return previous
+    return B.roll_back(home, "model")

@@ -123,3 +123,23 @@ def test_events_delete_prints_what_it_deleted_and_needs_a_condition(tmp_path):
     assert "events" in r.output and "sessions:    1" in runner.invoke(app, ["events", "info", *base[2:]]).output
     r = runner.invoke(app, [*base, "--before", "2026-02-01"])
     assert "deleted 1 rows of before 2026-02-01T00:00:00+00:00" in r.output
+
+
+def test_an_ingest_that_would_empty_the_help_center_stops(tmp_path, real_home):
+    kb = tmp_path / "kb"
+    for f in sorted(DEMO_KB.rglob("*.md"))[:6]:
+        write(kb / f.name, f.read_text())
+    h = ["--home", str(real_home)]
+    assert runner.invoke(app, ["ingest", str(kb), *h]).exit_code == 0
+    faq = write(tmp_path / "faq.csv", "id,title,body\nfaq-1,Opening hours,We answer from 9 to 5 on weekdays.\n")
+    r = runner.invoke(app, ["ingest", str(faq), *h])  # the folder left out by mistake
+    assert r.exit_code == 1 and "would remove 6 of the 6 current articles (100%, more than 20%)" in r.output
+    assert "Traceback" not in r.output
+    r = runner.invoke(app, ["ingest", str(faq), "--dry-run", *h])
+    assert r.exit_code == 0 and "dry run, nothing written: would add 1" in r.output and "remove 6" in r.output
+    r = runner.invoke(app, ["index", "list", *h])
+    assert r.output.count("articles") == 1  # still one version
+    r = runner.invoke(app, ["ingest", str(faq), "--replace", *h])
+    assert r.exit_code == 0 and "removed 6" in r.output, r.output
+    r = runner.invoke(app, ["index", "rollback", *h])
+    assert r.exit_code == 0 and "rolled back" in r.output

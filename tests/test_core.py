@@ -8,7 +8,6 @@ from deflect.core import atomic
 from deflect.core.atomic import atomic_write_text
 from deflect.core.datahome import TEMP_PREFIXES, DataHome
 from deflect.models import bundle as B
-from deflect.models.registry import _write_history
 
 
 def test_the_data_home_names_every_path(tmp_path):
@@ -60,7 +59,6 @@ def test_every_in_place_write_goes_through_the_helper(tmp_path, monkeypatch):
     monkeypatch.setattr(atomic, "atomic_write_bytes", spy)
     (tmp_path / "models" / "v1").mkdir(parents=True)
     (tmp_path / "models" / "v1" / "manifest.json").write_text("{}")
-    B.write_pointer(tmp_path, "model", "v1")
-    _write_history(tmp_path, ["v1"])
+    B.set_current(tmp_path, "model", "v1")
     tuning.write_tuning(tmp_path / "models" / "v1", {"threshold": 0.5})
     assert written == ["current-model", "model-history", "tuning.json"]

@@ -22,25 +22,49 @@ def ingest_cmd(
     fmt: Annotated[str, typer.Option("--format", help="auto, markdown, html, csv, jsonl or zendesk.")] = "auto",
     home: HomeOpt = None,
     full: Annotated[bool, typer.Option("--full", help="Re-embed every article, not only changed ones.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Accept removing more than DEFLECT_INGEST_MAX_REMOVED of the articles.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would change; write nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Ingest a knowledge base (from one source or several): embed new and changed articles, drop
     deleted ones, swap the index in."""
-    from deflect.kb_ingest.pipeline import ingest
+    import sys
+
+    from deflect.kb_ingest.pipeline import RemovalRefused, ingest
     from deflect.models.embedders import load_embedder
 
     settings = settings_for(home)
-    summary = ingest(
-        sources,
-        settings.home,
-        lambda languages: load_embedder(settings, purpose="ingest", languages=languages),
-        fmt=fmt,
-        chunk_tokens=settings.chunk_tokens,
-        chunk_overlap=settings.chunk_overlap,
-        ann_threshold=settings.ann_threshold,
-        progress=not as_json,
-        full=full,
-    )
+
+    def run(limit):
+        return ingest(
+            sources,
+            settings.home,
+            lambda languages: load_embedder(settings, purpose="ingest", languages=languages),
+            fmt=fmt,
+            chunk_tokens=settings.chunk_tokens,
+            chunk_overlap=settings.chunk_overlap,
+            ann_threshold=settings.ann_threshold,
+            progress=not as_json and not dry_run,
+            full=full,
+            dry_run=dry_run,
+            max_removed=limit,
+        )
+
+    limit = None if replace or dry_run or settings.ingest_max_removed >= 1 else settings.ingest_max_removed
+    try:
+        summary = run(limit)
+    except RemovalRefused as exc:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise
+        typer.secho(str(exc), fg=typer.colors.YELLOW)
+        if not typer.confirm(f"remove these {len(exc.summary.removed)} articles?", default=False):
+            raise SystemExit(1) from None
+        summary = run(None)
+    if dry_run:
+        _print_dry_run(summary, as_json)
+        return
     tuning = _carry_tuning(settings, summary) if summary.changed and summary.previous_version else None
     if as_json:
         typer.echo(json.dumps({**summary.as_dict(), "tuning": tuning}, indent=2))
@@ -109,3 +133,20 @@ def _carry_tuning(settings, summary) -> str | None:
         f"tuning: copied from index {summary.previous_version} (threshold {copied['threshold']:.4f}; {why}: "
         "run `deflect tune` to tune this index)"
     )
+
+
+def _print_dry_run(summary, as_json: bool) -> None:
+    """What an ingest would change (``--dry-run``)."""
+    if as_json:
+        typer.echo(json.dumps({**summary.as_dict(), "dry_run": True, "removed_ids": summary.removed}, indent=2))
+        return
+    typer.echo(
+        f"dry run, nothing written: would add {len(summary.added)}, update {len(summary.updated)}, keep "
+        f"{len(summary.unchanged)} unchanged, remove {len(summary.removed)}, skip {len(summary.skipped)}; "
+        f"{summary.embedded_chunks} chunks to embed"
+    )
+    for what, ids in (("add", summary.added), ("update", summary.updated), ("remove", summary.removed)):
+        if ids:
+            typer.echo(f"  {what}: {', '.join(ids[:20])}{', ...' if len(ids) > 20 else ''}")
+    for s in summary.skipped:
+        typer.secho(f"  skip {s.origin}: {s.reason}", fg=typer.colors.YELLOW)

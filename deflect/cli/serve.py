@@ -9,7 +9,7 @@ import typer
 
 from deflect.cli.common import HomeOpt, friendly, settings_for
 
-index_app = typer.Typer(help="Inspect index bundles.", no_args_is_help=True)
+index_app = typer.Typer(help="List, inspect, promote, roll back and prune index versions.", no_args_is_help=True)
 
 
 @friendly
@@ -126,3 +126,77 @@ def index_list(home: HomeOpt = None) -> None:
         typer.echo(
             f"{'*' if v == cur else ' '} {v}  {m['counts']['articles']:>6} articles {m['counts']['chunks']:>7} chunks"
         )
+
+
+@index_app.command("show")
+@friendly
+def index_show(
+    version: Annotated[str, typer.Argument(help="A version, or current.")] = "current", home: HomeOpt = None
+) -> None:
+    """An index version's manifest (JSON)."""
+    import json
+
+    from deflect.core.errors import NotReadyError
+    from deflect.models import bundle as B
+
+    settings = settings_for(home)
+    if version == "current":
+        version = B.read_pointer(settings.home, "index")
+        if version is None:
+            raise NotReadyError(f"no index in {settings.home}: run `deflect ingest SOURCE` first")
+    typer.echo(json.dumps(B.read_manifest(B.bundle_path(settings.home, "index", version)), indent=2))
+
+
+@index_app.command("promote")
+@friendly
+def index_promote(
+    version: Annotated[str, typer.Argument(help="The index version to make current.")], home: HomeOpt = None
+) -> None:
+    """Make VERSION the current index (a running server picks it up without a restart)."""
+    from deflect.models import bundle as B
+    from deflect.models.index_bundle import IndexBundle
+
+    settings = settings_for(home)
+    IndexBundle.load(B.bundle_path(settings.home, "index", version))  # verified before it is made current
+    B.set_current(settings.home, "index", version)
+    typer.echo(f"{version} is now the current index")
+
+
+@index_app.command("rollback")
+@friendly
+def index_rollback(home: HomeOpt = None) -> None:
+    """Go back to the index that was current before the current one."""
+    from deflect.models import bundle as B
+
+    settings = settings_for(home)
+    typer.echo(f"rolled back: {B.roll_back(settings.home, 'index')} is now the current index")
+
+
+def prune_cmd(kind: str):
+    """``deflect index prune`` / ``deflect models prune``."""
+
+    @friendly
+    def prune(
+        keep: Annotated[int, typer.Option("--keep", min=1, help="How many of the newest versions to keep.")] = 5,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted.")] = False,
+        home: HomeOpt = None,
+    ) -> None:
+        from deflect.models import bundle as B
+
+        settings = settings_for(home)
+        doomed = B.prunable(settings.home, kind, keep)
+        if dry_run or not doomed:
+            typer.echo(f"would delete {len(doomed)} {kind} versions" + (f": {', '.join(doomed)}" if doomed else ""))
+            return
+        gone = B.prune(settings.home, kind, keep)
+        typer.echo(f"deleted {len(gone)} {kind} versions: {', '.join(gone)} (kept the newest {keep}, the current "
+                   "one and the one a rollback returns to)")  # fmt: skip
+
+    prune.__doc__ = (
+        f"Delete old {kind} versions: all but the newest --keep, never the current one or the one a rollback "
+        "returns to."
+    )
+    return prune
+
+
+index_app.command("prune")(prune_cmd("index"))

@@ -188,3 +188,12 @@ def models_rollback(home: HomeOpt = None) -> None:
 
     settings = settings_for(home)
     typer.echo(f"rolled back: {rollback(settings.home)} is now the current model")
+
+
+def _models_prune():
+    from deflect.cli.serve import prune_cmd
+
+    return prune_cmd("model")
+
+
+models_app.command("prune")(_models_prune())

