@@ -292,3 +292,22 @@ def test_a_new_index_keeps_the_tuning_retuned_or_copied(tmp_path, onnx_cache):
     assert f"tuning: copied from index {second}" in out and "its queries file is gone" in out
     assert copied["threshold"] == again["threshold"] and copied["inherited_from"] == second
     assert tuned["threshold"] > 0
+
+
+def test_labels_naming_articles_not_in_the_index_are_counted_and_can_stop_tuning(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from deflect.cli.evaluate import check_labels
+    from deflect.core.errors import InvalidInputError
+    from deflect.eval.queries import LabeledQuery
+
+    bundle = SimpleNamespace(articles={"pw": 1, "refund": 2}, version="v1")
+    qs = [LabeledQuery(f"q{i}", "text", frozenset({"pw"})) for i in range(18)]
+    qs += [LabeledQuery("typo", "text", frozenset({"pww"})), LabeledQuery("gone", "text", frozenset({"old", "pw"}))]
+    assert check_labels(qs, bundle, tmp_path / "q.csv") == 2
+    err = capsys.readouterr().err
+    assert "2 of 20 queries (10.0%) name 2 article ids that are not in index v1" in err and "pww" in err
+    with pytest.raises(InvalidInputError, match="more than 5%, so nothing is tuned"):
+        check_labels(qs, bundle, tmp_path / "q.csv", refuse_over=0.05)
+    assert check_labels(qs, bundle, tmp_path / "q.csv", refuse_over=0.05, allow=True) == 2
+    assert check_labels(qs[:18], bundle, tmp_path / "q.csv", refuse_over=0.05) == 0

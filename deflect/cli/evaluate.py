@@ -81,6 +81,39 @@ def _f(v, d: int = 3) -> str:
     return "  n/a" if v is None or v != v else f"{v:.{d}f}"
 
 
+#: the share of labeled queries naming unknown articles past which `deflect tune` refuses
+MAX_UNKNOWN_LABELS = 0.05
+
+
+def check_labels(qs, bundle, path: Path, *, refuse_over: float | None = None, allow: bool = False) -> int:
+    """Labeled article ids that are not in the index (misspelt, or deleted since): said with a
+    count and examples, since each counts as a miss; with ``refuse_over``, more than that
+    share of queries with one is an :class:`InvalidInputError` unless ``allow``. Returns how
+    many queries name an unknown id."""
+    unknown: dict[str, int] = {}
+    affected = 0
+    for q in qs:
+        missing = [a for a in q.relevant if a not in bundle.articles]
+        affected += bool(missing)
+        for a in missing:
+            unknown[a] = unknown.get(a, 0) + 1
+    if not unknown:
+        return 0
+    examples = ", ".join(sorted(unknown, key=lambda a: -unknown[a])[:5]) + (", ..." if len(unknown) > 5 else "")
+    share = affected / len(qs)
+    msg = (
+        f"{path}: {affected} of {len(qs)} queries ({share:.1%}) name {len(unknown)} article ids that are not in "
+        f"index {bundle.version} ({examples}); they count as misses"
+    )
+    if refuse_over is not None and share > refuse_over and not allow:
+        raise InvalidInputError(
+            f"{msg}: more than {refuse_over:.0%}, so nothing is tuned (fix the labels, or pass --allow-unknown)",
+            field="queries",
+        )
+    typer.secho(msg, fg="yellow", err=True)
+    return affected
+
+
 def _load_queries(path: Path):
     from deflect.eval.queries import load_queries
 
@@ -108,6 +141,7 @@ def eval_retrieval(
 
     qs, _ = _load_queries(queries)
     with engine_for(home, kb, index) as engine:
+        check_labels(qs, engine.index.get(), queries)
         rep = evaluate_retrieval(engine, qs, k=k, target_precision=target_precision)
     rep = replace(rep, source={"kb": kb, "index": index, "queries": str(queries)}, created_at=datetime.now(UTC))
     typer.echo(
@@ -201,6 +235,7 @@ def eval_deflection(
 
     qs, rel = _load_queries(queries)
     with engine_for(home, kb, index if (index or kb) else "current") as engine:
+        check_labels(qs, engine.index.get(), queries)
         answers = engine_answers(engine, qs)
         current = engine.min_score(engine.index.get())
     rep = replace(
@@ -270,6 +305,9 @@ def tune_cmd(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Write without asking.")] = False,
     reset: Annotated[bool, typer.Option("--reset", help="Remove the tuning of the current index.")] = False,
+    allow_unknown: Annotated[
+        bool, typer.Option("--allow-unknown", help="Tune even when over 5% of the queries name unknown articles.")
+    ] = False,
     home: HomeOpt = None,
 ) -> None:
     """Choose the fusion weight and the suggestion threshold from labeled queries and write them
@@ -286,7 +324,7 @@ def tune_cmd(
     if queries is None or target_precision is None:
         raise InvalidInputError("deflect tune needs --queries and --target-precision (or --reset)", field="queries")
     body = tune_index(engine, queries, target_precision, per_intent=per_intent, min_queries=min_queries,
-                      keep_fusion=keep_fusion)  # fmt: skip
+                      keep_fusion=keep_fusion, allow_unknown=allow_unknown)  # fmt: skip
     if body is None:
         raise SystemExit(1)
     if not yes and not typer.confirm(f"write this into index {bundle.version}?", default=False):
@@ -297,7 +335,15 @@ def tune_cmd(
 
 
 def tune_index(
-    engine, queries: Path, target_precision: float, *, per_intent: bool, min_queries: int, keep_fusion: bool, echo=None
+    engine,
+    queries: Path,
+    target_precision: float,
+    *,
+    per_intent: bool,
+    min_queries: int,
+    keep_fusion: bool,
+    echo=None,
+    allow_unknown: bool = False,
 ) -> dict | None:
     """Tune the current index of ``engine`` on ``queries`` (what ``deflect tune`` prints with
     ``echo``); the body of its ``tuning.json``, or None when no threshold reaches the target."""
@@ -308,6 +354,7 @@ def tune_index(
     echo = echo or typer.echo
     bundle = engine.index.get()
     qs, rel = _load_queries(queries)
+    check_labels(qs, bundle, queries, refuse_over=MAX_UNKNOWN_LABELS, allow=allow_unknown)
     tuned_before = read_tuning(bundle.path)
     encoding = encode_queries(engine.embedder, [q.text for q in qs], engine.model.get_optional(), batch_size=32)
     current_alpha = engine.fusion_alpha(bundle)

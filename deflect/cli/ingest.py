@@ -108,19 +108,23 @@ def _carry_tuning(settings, summary) -> str | None:
         return None
     queries = Path(tuned.get("queries") or "")
     if tuned.get("queries") and queries.is_file() and tuned.get("target_precision"):
+        from deflect.core.errors import InvalidInputError
         from deflect.engine import Engine
 
         engine = Engine(settings)
         engine.index.refresh(wait=True)
-        body = tune_index(
-            engine,
-            queries,
-            float(tuned["target_precision"]),
-            per_intent=bool(tuned.get("per_intent_asked", bool(tuned.get("per_intent")))),
-            min_queries=int(tuned.get("min_queries", 20)),
-            keep_fusion=bool(tuned.get("keep_fusion", "fusion_alpha" not in tuned)),
-            echo=lambda _line: None,
-        )
+        try:
+            body = tune_index(
+                engine,
+                queries,
+                float(tuned["target_precision"]),
+                per_intent=bool(tuned.get("per_intent_asked", bool(tuned.get("per_intent")))),
+                min_queries=int(tuned.get("min_queries", 20)),
+                keep_fusion=bool(tuned.get("keep_fusion", "fusion_alpha" not in tuned)),
+                echo=lambda _line: None,
+            )
+        except InvalidInputError:  # its queries name too many articles this index no longer has
+            body = None
         if body is not None:
             write_tuning(new_dir, body)
             return (
@@ -128,7 +132,7 @@ def _carry_tuning(settings, summary) -> str | None:
                 f"threshold {tuned['threshold']:.4f} -> {body['threshold']:.4f}"
             )
     copied = carry_over(prev_dir, new_dir, summary.previous_version)
-    why = "its queries file is gone" if not queries.is_file() else "the target is not reached on the new index"
+    why = "its queries file is gone" if not queries.is_file() else "it could not be re-tuned on the new index"
     return (
         f"tuning: copied from index {summary.previous_version} (threshold {copied['threshold']:.4f}; {why}: "
         "run `deflect tune` to tune this index)"
