@@ -336,3 +336,55 @@ def test_identifiers_take_only_their_shape_and_article_ids_are_redacted(tmp_path
     finally:
         store.close()
     assert stored == ["[EMAIL]"]
+
+
+def test_metrics_and_an_access_log_line_per_request(tmp_path, settings, fake_embedder, caplog):
+    """Prometheus metrics at /metrics (requests and latency by route template and status,
+    answers by outcome, events by outcome, the versions served) and one access log line per
+    request with method, path, status and latency, never a body."""
+    from tests.conftest import token
+
+    ingest(small_kb(tmp_path), settings.home, fake_embedder)
+    s = settings.model_copy(update={"min_score": 0.99})  # both abstain: low_confidence
+    with (
+        caplog.at_level(logging.INFO, logger="deflect.access"),
+        TestClient(create_app(s, engine=Engine(s, fake_embedder))) as c,
+    ):
+        secret_text = "reset my password, my card is 4111 1111 1111 1111"
+        c.post("/v1/suggest", json={"subject": "password", "description": secret_text, "session_id": "s1"})
+        c.post("/v1/suggest", json={"description": "weather forecast for tomorrow"})
+        c.post("/v1/suggest", json={"description": 5})
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC).isoformat()
+        ev = {"event_id": "e1", "session_id": "s1", "type": "form_submitted", "ts": now}
+        c.post(
+            "/v1/events",
+            json={"events": [{**ev, "request_id": "r1", "token": token(s, "s1")}, {**ev, "event_id": "e2"}]},
+        )
+        body = c.get("/metrics")
+        version = c.get("/readyz").json()["index_version"]
+    assert body.status_code == 200 and body.headers["content-type"].startswith("text/plain")
+    text = body.text
+    assert 'deflect_http_requests_total{method="POST",route="/v1/suggest",status="200"} 2.0' in text
+    assert 'deflect_http_requests_total{method="POST",route="/v1/suggest",status="422"} 1.0' in text
+    assert 'deflect_http_request_duration_seconds_count{method="POST",route="/v1/suggest"} 3.0' in text
+    assert 'deflect_suggest_answers_total{outcome="low_confidence"} 2.0' in text
+    assert (
+        'deflect_events_total{outcome="accepted"} 1.0' in text
+        and 'deflect_events_total{outcome="rejected"} 1.0' in text
+    )
+    assert f'deflect_index_info{{version="{version}"}} 1.0' in text
+    lines = [r.getMessage() for r in caplog.records if r.name == "deflect.access"]
+    assert any(line.startswith("POST /v1/suggest 200 ") and line.endswith(" ms") for line in lines)
+    assert "POST /v1/suggest 422" in " | ".join(lines)
+    assert not any("4111" in line or "password" in line for line in lines)
+
+
+def test_a_swap_of_the_index_is_logged(tmp_path, settings, fake_embedder, caplog):
+    ingest(small_kb(tmp_path), settings.home, fake_embedder)
+    engine = Engine(settings, fake_embedder)
+    ingest(small_kb(tmp_path, {"export": ("Export data", "Use the export button.")}), settings.home, fake_embedder)
+    with caplog.at_level(logging.INFO, logger="deflect.engine"):
+        engine.index.refresh(wait=True)
+    assert f"serving index {B.read_pointer(settings.home, 'index')}" in caplog.text

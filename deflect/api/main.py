@@ -171,6 +171,10 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(BeaconJson)
+    from deflect.api.observe import Metrics, Observe
+
+    app.state.metrics = Metrics()
+    app.add_middleware(Observe, metrics=app.state.metrics)  # outermost: sees every answer, 413s too
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError):

@@ -20,6 +20,7 @@ def serve_cmd(
     workers: Annotated[int, typer.Option(envvar="DEFLECT_WORKERS", help="Server processes.")] = 1,
 ) -> None:
     """Serve the HTTP API (and the widget) with uvicorn."""
+    import logging
     import os
 
     import uvicorn
@@ -27,6 +28,7 @@ def serve_cmd(
     from deflect.api.server import uvicorn_options
     from deflect.config import check_intents, current_model_labels
 
+    logging.getLogger("deflect").setLevel(logging.INFO)  # swaps of index and model, the access log
     settings = settings_for(home)
     version, labels = current_model_labels(settings.home)
     check_intents(settings, labels, model=f"model {version}")  # one line, before the server starts

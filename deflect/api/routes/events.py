@@ -74,6 +74,10 @@ async def post_events(body: EventsRequest, request: Request, engine: EngineDep):
     except StoreError as exc:  # not committed, so not acknowledged: the widget sends the batch again
         log.warning("events not stored (%d): %s", len(events) + len(rejected), exc)
         return _store_unavailable()
+    counted = request.app.state.metrics.events
+    for outcome, n in (("accepted", res.accepted), ("duplicate", res.duplicates), ("rejected", res.rejected)):
+        if n:
+            counted.labels(outcome).inc(n)
     return EventsResponse(accepted=res.accepted, duplicates=res.duplicates, rejected=res.rejected)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from deflect.api.deps import EngineDep
@@ -77,3 +77,11 @@ def readyz(engine: EngineDep, request: Request):
         else "no index yet: run `deflect ingest SOURCE`"
     )
     return JSONResponse(status_code=503, content={"status": "not_ready", "reason": reason})
+
+
+@router.get("/metrics", summary="Prometheus metrics: requests, latency, answers, events, versions served")
+def metrics(engine: EngineDep, request: Request) -> Response:
+    """The text exposition format (``deflect.api.observe`` lists the metrics)."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(request.app.state.metrics.exposition(engine), media_type=CONTENT_TYPE_LATEST)

@@ -48,6 +48,7 @@ async def suggest(body: SuggestRequest, engine: EngineDep, request: Request) -> 
         return res, suggest_record(q, res, client) if record else None
 
     res, rec = await asyncio.get_running_loop().run_in_executor(encoder_pool(), answer)
+    request.app.state.metrics.answered(res)
     if rec is not None:
         recorder.record_suggestion(rec)  # written behind the response
     out = SuggestResponse(
