@@ -388,3 +388,18 @@ def test_a_swap_of_the_index_is_logged(tmp_path, settings, fake_embedder, caplog
     with caplog.at_level(logging.INFO, logger="deflect.engine"):
         engine.index.refresh(wait=True)
     assert f"serving index {B.read_pointer(settings.home, 'index')}" in caplog.text
+
+
+def test_unknown_request_keys_are_named_and_head_on_the_widget_works(tmp_path, settings, fake_embedder):
+    ingest(small_kb(tmp_path), settings.home, fake_embedder)
+    with TestClient(create_app(settings, engine=Engine(settings, fake_embedder))) as c:
+        r = c.post("/v1/suggest", json={"subject": "password", "descripton": "reset my password"})
+        (detail,) = r.json()["details"]
+        assert (
+            r.status_code == 422 and detail["field"] == "descripton" and detail["message"].startswith("unknown field")
+        )
+        ev = {"event_id": "e1", "session_id": "s1", "type": "form_submitted", "ts": "2026-12-01T10:00:00Z"}
+        r = c.post("/v1/events", json={"events": [{**ev, "colour": "red"}]})
+        assert r.status_code == 422 and r.json()["details"][0]["field"] == "events.0.colour"
+        head = c.head("/widget/deflect-widget.js")
+        assert head.status_code == 200 and head.headers["etag"] and head.content == b""

@@ -698,3 +698,26 @@ def test_configured_form_fields_are_sent_and_a_change_asks_again(api, browser):
     assert len(bodies) == n + 1 and bodies[-1]["fields"] == {"product": "Web", "plan": "Pro"}
     assert page.errors == []
     ctx.close()
+
+
+def test_api_docs_render_without_network(api, browser):
+    """/docs draws Swagger UI from assets installed with the package: with every request off
+    the server's origin refused (no internet), the page still renders the API."""
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    outside: list[str] = []
+
+    def only_local(route):
+        if route.request.url.startswith(api.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(api.url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=15_000)
+    assert "deflect" in page.inner_text(".swagger-ui .info .title")
+    assert page.locator(".opblock-summary-path", has_text="/v1/suggest").count() >= 1
+    assert outside == []
+    ctx.close()

@@ -47,6 +47,8 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
                 },
             )
         field = _field(loc)
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field: the API does not read it (see /docs for the fields it takes)"
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         head, sep, rest = msg.partition(":")
@@ -150,7 +152,10 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             if app.state.recorder is not None:
                 app.state.recorder.close()
 
-    app = FastAPI(
+    from fastapi_offline import FastAPIOffline
+
+    # /docs and /redoc from assets installed with the package: the product runs without network
+    app = FastAPIOffline(
         title="deflect",
         version=deflect.__version__,
         lifespan=lifespan,

@@ -22,7 +22,9 @@ MAX_TOKEN = 200
 class SuggestRequest(BaseModel):
     """What the web form sends while the customer types."""
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+    # a key the API does not know is refused (422 naming it): a misspelt `descripton` would
+    # otherwise be dropped without a word
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
     subject: str = Field("", max_length=MAX_SUBJECT, description="The form's subject line.")
     description: str = Field("", max_length=MAX_DESCRIPTION, description="The form's message body.")
@@ -113,7 +115,7 @@ _EVENT_FIELDS_BY_TYPE = {
 class EventIn(BaseModel):
     """One thing the customer did. ``ts`` is the client's clock (ISO 8601)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     event_id: str = Field(
         min_length=1, max_length=128, pattern=ID_PATTERN, description="Made by the client; a retry reuses it."
@@ -156,6 +158,8 @@ class EventIn(BaseModel):
 
 
 class EventsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS, description=f"1 to {MAX_EVENTS} events.")
 
 

@@ -29,6 +29,7 @@ def _static(name: str) -> tuple[bytes, str]:
 
 
 @router.get("/widget/deflect-widget.js", summary="The web-form widget (one script, no dependencies)")
+@router.head("/widget/deflect-widget.js", include_in_schema=False)  # a CDN or a checker asks HEAD first
 def widget_js(request: Request) -> Response:
     data, etag = _static("deflect-widget.js")
     headers = {"ETag": etag, "Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"}
