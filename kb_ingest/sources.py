@@ -348,6 +348,14 @@ def read_source(path: str | Path, fmt: str = "auto") -> Iterator[Parsed | Skippe
         raise IngestError(f"{path}: no such file or directory")
     if fmt == "auto":
         fmt = detect_format(path)
+    elif fmt in ("csv", "jsonl") and path.is_dir():
+        raise IngestError(f"{path} is a folder: --format {fmt} reads one file (leave --format auto for a folder)")
+    elif fmt in ("markdown", "html") and path.is_file() and path.suffix.lower() in (".csv", ".jsonl", ".json"):
+        guess = detect_format(path)
+        raise IngestError(
+            f"{path} looks like {guess}, not {fmt}: read as {fmt} it would become one article "
+            f"(pass --format {guess}, or leave --format auto)"
+        )
     if fmt in ("markdown", "html"):
         if path.is_dir():
             yield from read_folder(path)

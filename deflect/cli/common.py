@@ -8,6 +8,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 from deflect.config import Settings, load_settings
@@ -28,8 +29,13 @@ def settings_for(home: Path | None, **overrides) -> Settings:
     return load_settings(**values)
 
 
+#: set by ``deflect --verbose``: an unexpected error then shows its traceback
+VERBOSE = False
+
+
 def friendly(fn: Callable) -> Callable:
-    """Turn a :class:`DeflectError` into a message on stderr and exit code 1."""
+    """Turn a :class:`DeflectError` into a message on stderr and exit code 1, and any other
+    error into one line too (with its traceback only under ``--verbose``)."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -37,6 +43,20 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except DeflectError as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            sys.exit(1)
+        except (KeyboardInterrupt, SystemExit, typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except Exception as exc:
+            if VERBOSE:
+                raise
+            where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
+            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            typer.secho(
+                f"error: {where}{text or type(exc).__name__} ({type(exc).__name__}; `deflect --verbose ...` shows "
+                "where it happened)",
+                fg=typer.colors.RED,
+                err=True,
+            )
             sys.exit(1)
 
     return wrapper

@@ -351,12 +351,28 @@ def delete_cmd(
 @events_app.command("info")
 @friendly
 def info_cmd(home: HomeOpt = None, database_url: DbOpt = None) -> None:
-    """Where the event store is, its schema version, and how many rows it holds."""
-    store = _store(settings_for(home, database_url=database_url))
+    """Where the event store is, its schema version, and how many rows it holds. Changes
+    nothing: a store that does not exist yet, or has no tables, is said to be so."""
+    from deflect.core.datahome import DataHome
+    from deflect.store import open_store
+
+    settings = settings_for(home, database_url=database_url)
+    url = (settings.database_url or "").strip()
+    path = DataHome(settings.home).events_db if not url else (Path(url[10:]) if url.startswith("sqlite:///") else None)
+    if path is not None and not path.exists():
+        typer.echo(f"store:       {path}\nschema:      none (no such file: nothing recorded yet)")
+        return
+    store = open_store(settings.database_url, settings.home, migrate=False)
     try:
+        version = store.schema_version()
+        if version == 0:
+            typer.echo(
+                f"store:       {store.url}\nschema:      none (no tables yet: `deflect events migrate` makes them)"
+            )
+            return
         n = store.counts()
         typer.echo(
-            f"store:       {store.url}\nschema:      {store.schema_version()}\n"
+            f"store:       {store.url}\nschema:      {version}\n"
             + "".join(f"{k + ':':<12} {v:,}\n" for k, v in n.items())
         )
     finally:

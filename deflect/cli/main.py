@@ -47,7 +47,10 @@ class QuietLibraries(logging.Filter):
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")) -> None:
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more; tracebacks of errors.")) -> None:
+    from deflect.cli import common
+
+    common.VERBOSE = verbose
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -76,10 +76,13 @@ class SQLiteStore(StoreBase):
 
     # ---- schema -----------------------------------------------------------------------
     def schema_version(self) -> int:
+        """The schema's migration number (0: no tables yet); reading it changes nothing."""
         with self._lock:
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)"
-            )
+            exists = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            ).fetchone()
+            if not exists:
+                return 0
             row = self._conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
         return int(row[0] or 0)
 
