@@ -32,11 +32,17 @@ DEMO_INTENTS := examples/intents.csv $(foreach l,$(LANGS),examples/$(l)/intents.
 # the demo's policy goes into the data home's settings file (deflect.toml), so that serve,
 # suggest, simulate and report all read it: the intents that must always reach a person, and
 # the articles linked to intents
+# ingest makes no new version when nothing changed; the model is trained again only when the
+# labeled intents changed (the stamp in the data home is newer than them)
 demo: install
 	$(DEMO_ENV) $(BIN)/deflect ingest $(DEMO_KB)
-	$(DEMO_ENV) $(BIN)/deflect train $(DEMO_INTENTS) --oos-label out_of_scope --promote
+	$(MAKE) --no-print-directory $(HOME_DIR)/.demo-model
 	$(DEMO_ENV) $(BIN)/deflect config set never_deflect account_compromised,billing_dispute
 	$(DEMO_ENV) $(BIN)/deflect config set intent_articles examples/intent_articles.json
+
+$(HOME_DIR)/.demo-model: $(DEMO_INTENTS)
+	$(DEMO_ENV) $(BIN)/deflect train $(DEMO_INTENTS) --oos-label out_of_scope --promote
+	touch $@
 
 run: demo
 	$(DEMO_ENV) $(BIN)/deflect serve --host 127.0.0.1 --port $(PORT)

@@ -102,7 +102,10 @@ def set_cmd(
         check_intents(candidate, labels, model=f"model {version}")
     value = _plain(getattr(candidate, key))
     _write(settings_file(base.home), key, value)
-    typer.echo(f"{key} = {json.dumps(value, ensure_ascii=False)} (in {settings_file(base.home)})")
+    shown = json.dumps(value, ensure_ascii=False)
+    if len(shown) > 200 and isinstance(value, dict):
+        shown = f"{{{len(value)} entries}}"
+    typer.echo(f"{key} = {shown} (in {settings_file(base.home)})")
     if key in ("never_deflect", "intent_articles") and not labels:
         typer.echo("no intent model yet: the names are checked when one is trained (--promote) and at start")
     _warn_env(key)
