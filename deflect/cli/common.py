@@ -60,3 +60,18 @@ def friendly(fn: Callable) -> Callable:
             sys.exit(1)
 
     return wrapper
+
+
+def version_or_current(home: Path, kind: str, version: str) -> str:
+    """``version``, or the current one of ``kind`` for ``current`` (:class:`NotReadyError` when
+    there is none)."""
+    from deflect.core.errors import NotReadyError
+    from deflect.models import bundle as B
+
+    if version != "current":
+        return version
+    current = B.read_pointer(home, kind)
+    if current is None:
+        hint = ": run `deflect ingest SOURCE` first" if kind == "index" else ""
+        raise NotReadyError(f"no current {kind} in {home}{hint}")
+    return current

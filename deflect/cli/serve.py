@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deflect.cli.common import HomeOpt, friendly, settings_for
+from deflect.cli.common import HomeOpt, friendly, settings_for, version_or_current
 
 index_app = typer.Typer(help="List, inspect, promote, roll back and prune index versions.", no_args_is_help=True)
 
@@ -138,14 +138,10 @@ def index_show(
     """An index version's manifest (JSON)."""
     import json
 
-    from deflect.core.errors import NotReadyError
     from deflect.models import bundle as B
 
     settings = settings_for(home)
-    if version == "current":
-        version = B.read_pointer(settings.home, "index")
-        if version is None:
-            raise NotReadyError(f"no index in {settings.home}: run `deflect ingest SOURCE` first")
+    version = version_or_current(settings.home, "index", version)
     typer.echo(json.dumps(B.read_manifest(B.bundle_path(settings.home, "index", version)), indent=2))
 
 
