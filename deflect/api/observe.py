@@ -6,7 +6,7 @@ The metrics (``prometheus_client``, the Prometheus project's own client library)
 server process:
 
 - ``deflect_http_requests_total{route, method, status}`` and
-  ``deflect_http_request_duration_seconds{route, method}`` (a histogram), by route template
+  ``deflect_http_request_duration_seconds{route, method, status}`` (a histogram), by route template
   (``/v1/suggest``), so that ids in paths do not make new series;
 - ``deflect_suggest_answers_total{outcome}``: ``shown``, ``control`` or the abstention reason;
 - ``deflect_events_total{outcome}``: ``accepted``, ``duplicate`` or ``rejected``;
@@ -42,7 +42,7 @@ class Metrics:
         self.latency = Histogram(
             "deflect_http_request_duration_seconds",
             "Time to answer an HTTP request.",
-            ["route", "method"],
+            ["route", "method", "status"],
             buckets=BUCKETS,
             registry=r,
         )
@@ -98,5 +98,5 @@ class Observe:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "")
             self.metrics.requests.labels(route, method, str(status[0])).inc()
-            self.metrics.latency.labels(route, method).observe(seconds)
+            self.metrics.latency.labels(route, method, str(status[0])).observe(seconds)
             access.info("%s %s %d %.1f ms", method, scope.get("path", ""), status[0], seconds * 1000)
