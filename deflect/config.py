@@ -143,6 +143,21 @@ class Settings(BaseSettings):
         default="",
         description="Intent -> article ids: a table in deflect.toml, or a JSON file of that mapping (optional).",
     )
+    mail_queues: dict[str, str] = Field(
+        default_factory=dict, description="Inbound e-mail: intent -> the queue its messages go to."
+    )
+    mail_default_queue: str = Field(default="support", description="Inbound e-mail: the queue of other messages.")
+    inbound_token: SecretStr | None = Field(
+        default=None, description="When set, POST /v1/inbound needs `Authorization: Bearer <token>`."
+    )
+    mail_max_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest message POST /v1/inbound takes (bytes; base64 adds a third).",
+    )
+    mail_urgent_intents: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Inbound e-mail: intents whose messages are urgent (never-deflect ones are)."
+    )
     intent_boost: float = Field(
         default=0.05, ge=0.0, le=1.0, description="Score added to articles linked to the intent."
     )
@@ -223,7 +238,7 @@ class Settings(BaseSettings):
         default=True, description="Record every /v1/suggest call in the event store (needed for reports)."
     )
 
-    @field_validator("cors_origins", "never_deflect", mode="before")
+    @field_validator("cors_origins", "never_deflect", "mail_urgent_intents", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -373,7 +388,7 @@ def check_intents(settings: Settings, labels: list[str] | None, *, model: str = 
     model yet): nothing to check against."""
     if not labels:
         return
-    named = list(settings.never_deflect)
+    named = list(settings.never_deflect) + list(settings.mail_urgent_intents) + list(settings.mail_queues)
     if isinstance(settings.intent_articles, dict):
         named += list(settings.intent_articles)
     unknown = [n for n in dict.fromkeys(named) if n not in labels]
@@ -384,7 +399,7 @@ def check_intents(settings: Settings, labels: list[str] | None, *, model: str = 
         close = difflib.get_close_matches(n, labels, n=3, cutoff=0.5)
         parts.append(f"{n!r}" + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""))
     raise ConfigError(
-        f"unknown intent {', '.join(parts)} in never_deflect / intent_articles: {model} knows "
+        f"unknown intent {', '.join(parts)} in never_deflect / intent_articles / mail_*: {model} knows "
         f"{', '.join(sorted(labels)[:12])}{', ...' if len(labels) > 12 else ''}"
     )
 

@@ -17,6 +17,7 @@ SERVICE = {
     "deflect.engine",
     "deflect.events",
     "deflect.experiment",
+    "deflect.mail",
     "deflect.provenance",
     "deflect.recorder",
     "deflect.redact",

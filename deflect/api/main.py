@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import deflect
-from deflect.api.routes import events, health, suggest, widget
+from deflect.api.routes import events, health, inbound, suggest, widget
 from deflect.config import Settings, get_settings
 from deflect.core.errors import DeflectError, InvalidInputError, NotReadyError
 
@@ -61,21 +61,24 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
 
 
 class BodyLimit:
-    """Reject bodies over ``max_bytes`` with 413 (pure ASGI: no per-request task overhead)."""
+    """Reject bodies over ``max_bytes`` (or the limit of their path in ``per_path``) with 413
+    (pure ASGI: no per-request task overhead)."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = max_bytes
+        self.per_path = per_path or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        max_bytes = self.per_path.get(scope.get("path", ""), self.default)
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         problem = None
         if length is not None:
             try:
-                if int(length) > self.max_bytes:
-                    problem = (413, "too_large", f"body: larger than {self.max_bytes} bytes")
+                if int(length) > max_bytes:
+                    problem = (413, "too_large", f"body: larger than {max_bytes} bytes")
             except ValueError:
                 problem = (400, "invalid_request", "content-length: not a number")
         if problem is None:
@@ -86,14 +89,14 @@ class BodyLimit:
                 message = await receive()
                 if message["type"] == "http.request":
                     seen += len(message.get("body", b""))
-                    if seen > self.max_bytes:
-                        raise _TooLarge(self.max_bytes)
+                    if seen > max_bytes:
+                        raise _TooLarge(max_bytes)
                 return message
 
             try:
                 return await self.app(scope, limited_receive, send)
             except _TooLarge:
-                problem = (413, "too_large", f"body: larger than {self.max_bytes} bytes")
+                problem = (413, "too_large", f"body: larger than {max_bytes} bytes")
         status, error, message = problem
         response = JSONResponse(status_code=status, content={"error": error, "message": message})
         await response(scope, receive, send)
@@ -174,7 +177,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             max_age=600,
         )
 
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, per_path={"/v1/inbound": settings.mail_max_bytes})
     app.add_middleware(BeaconJson)
     from deflect.api.observe import Metrics, Observe
 
@@ -216,6 +219,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(suggest.router)
     app.include_router(events.router)
+    app.include_router(inbound.router)
     app.include_router(widget.router)
     return app
 

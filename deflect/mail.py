@@ -1,0 +1,265 @@
+"""Inbound e-mail: a message as help desks deliver it, reduced to what the customer wrote.
+
+:func:`parse_message` reads a raw RFC 822 message with the standard library's ``email``
+package (``policy.default``: MIME multipart, transfer and charset decoding such as GB2312,
+Big5 or ISO-8859-1, broken headers tolerated); :func:`from_fields` takes the JSON a help
+desk's webhook sends. The text part is preferred, an HTML-only message is reduced to text
+(selectolax), attachments are ignored (never decoded). Quoted replies and signatures are
+stripped with ``mail-parser-reply`` (which knows English, Chinese and a dozen other
+languages), plus the Indonesian reply header it lacks (``Pada ... menulis:``), before
+anything else sees the text.
+
+:func:`automatic` says why a message was sent by a machine (``Auto-Submitted``,
+``Precedence: bulk``, a mailing list, a no-reply sender): such mail is triaged but never
+answered.
+"""
+
+from __future__ import annotations
+
+import email
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.utils import parseaddr
+
+from deflect.core.errors import InvalidInputError
+
+#: headers kept from a message (the rest is never stored)
+KEPT_HEADERS = ("message-id", "in-reply-to", "references", "date", "auto-submitted", "precedence", "list-id")
+MAX_TEXT = 20_000  # characters of body kept before cleaning; the engine reads the first 2,000
+_NO_REPLY = re.compile(r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer-daemon|postmaster|bounces?)\b", re.I)
+# reply headers mail-parser-reply does not know: Indonesian ("Pada Sel, 1 Des 2026 pukul
+# 10.00, Budi <budi@x.id> menulis:") and Gmail's Chinese ("在 2026年12月1日 10:00，X 写道：")
+_EXTRA_QUOTE_HEADERS = re.compile(r"^\s*(?:Pada .{0,200}menulis|在.{0,200}(?:写道|寫道))\s*[:：]\s*$", re.M | re.I)
+_REPLY_LANGUAGES = ["en", "zh", "de", "fr", "es", "it", "nl"]
+
+
+@dataclass
+class InboundMail:
+    """What the customer wrote, and the headers that say what the message is."""
+
+    subject: str
+    body: str  # cleaned: no quoted history, no signature
+    sender: str  # the address only
+    message_id: str = ""
+    in_reply_to: str = ""
+    references: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    #: why a machine sent it (None: a person did)
+    automatic: str | None = None
+    #: the parts that were not read: attachments, by content type
+    skipped_parts: list[str] = field(default_factory=list)
+
+    @property
+    def thread(self) -> str:
+        """An id for the conversation: the first message it replies to, else its own id (a
+        message without one: its sender and subject)."""
+        root = self.references[0] if self.references else self.in_reply_to
+        key = root or self.message_id or f"{self.sender}\n{self.subject}"
+        return "mail-" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:24]
+
+
+def parse_message(raw: bytes) -> InboundMail:
+    """A raw RFC 822 message (bytes as received) as an :class:`InboundMail`;
+    :class:`InvalidInputError` when it is not a message at all (no headers, no text)."""
+    if not raw or not raw.strip():
+        raise InvalidInputError("message: empty", field="message")
+    try:
+        msg = email.message_from_bytes(raw, policy=policy.default)
+    except Exception as exc:  # the parser is lenient; this is truly unreadable input
+        raise InvalidInputError(f"message: not an RFC 822 message ({exc})", field="message") from exc
+    if not isinstance(msg, EmailMessage) or len(msg) == 0:
+        raise InvalidInputError("message: no headers (expected a raw RFC 822 message)", field="message")
+    text, skipped = _text_of(msg)
+    headers = {k: str(msg.get(k, "")).strip() for k in KEPT_HEADERS if msg.get(k) is not None}
+    refs = headers.get("references", "").split()
+    sender = parseaddr(str(msg.get("from", "")))[1]
+    mail = InboundMail(
+        subject=_header(msg, "subject"),
+        body=clean_body(text),
+        sender=sender,
+        message_id=headers.get("message-id", ""),
+        in_reply_to=headers.get("in-reply-to", ""),
+        references=refs,
+        headers=headers,
+        skipped_parts=skipped,
+    )
+    mail.automatic = automatic(headers, sender, list_headers=[k for k in msg if k.lower().startswith("list-")])
+    return mail
+
+
+def from_fields(subject: str, body: str, sender: str, headers: dict[str, str] | None = None) -> InboundMail:
+    """A message as a help desk's webhook sends it (JSON fields); the body may be HTML."""
+    headers = {k.lower(): str(v) for k, v in (headers or {}).items()}
+    text = html_to_text(body) if _looks_html(body) else body
+    kept = {k: v for k, v in headers.items() if k in KEPT_HEADERS}
+    sender = parseaddr(sender)[1] or sender
+    mail = InboundMail(
+        subject=subject.strip(),
+        body=clean_body(text),
+        sender=sender,
+        message_id=kept.get("message-id", ""),
+        in_reply_to=kept.get("in-reply-to", ""),
+        references=kept.get("references", "").split(),
+        headers=kept,
+    )
+    mail.automatic = automatic(kept, sender, list_headers=[k for k in headers if k.startswith("list-")])
+    return mail
+
+
+def automatic(headers: dict[str, str], sender: str, *, list_headers: list[str] = ()) -> str | None:
+    """Why a machine sent the message (RFC 3834 ``Auto-Submitted``, ``Precedence``, a
+    mailing list, a no-reply or bounce sender), or None."""
+    auto = headers.get("auto-submitted", "").strip().lower()
+    if auto and auto != "no":
+        return f"auto-submitted: {auto}"
+    precedence = headers.get("precedence", "").strip().lower()
+    if precedence in ("bulk", "junk", "list", "auto_reply"):
+        return f"precedence: {precedence}"
+    if headers.get("list-id") or list_headers:
+        return "mailing list"
+    local = sender.split("@")[0] if sender else ""
+    if not sender or _NO_REPLY.match(local):
+        return "no-reply sender" if sender else "no sender"
+    return None
+
+
+def clean_body(text: str) -> str:
+    """The text the customer wrote: quoted history and signature removed."""
+    from mailparser_reply import EmailReplyParser
+
+    text = (text or "")[:MAX_TEXT].replace("\r\n", "\n")
+    m = _EXTRA_QUOTE_HEADERS.search(text)
+    if m:
+        text = text[: m.start()]
+    text = "\n".join(line for line in text.split("\n") if not line.lstrip().startswith(">"))
+    try:
+        replies = EmailReplyParser(languages=_REPLY_LANGUAGES).read(text=text).replies
+    except Exception:  # the library's patterns on odd text: keep what we have
+        replies = []
+    body = replies[0].body if replies and replies[0].body.strip() else text
+    return re.sub(r"\n{3,}", "\n\n", body).strip()
+
+
+def html_to_text(html: str) -> str:
+    """An HTML body as plain text (scripts and styles dropped, blocks on their own lines)."""
+    from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+    tree = HTMLParser(html)
+    for node in tree.css("script, style, head"):
+        node.decompose()
+    for node in tree.css("br"):
+        node.replace_with("\n")
+    for node in tree.css("p, div, li, tr, h1, h2, h3, h4, blockquote"):
+        node.insert_after("\n")
+    root = tree.body or tree.root
+    text = root.text(separator="") if root is not None else ""
+    return re.sub(r"[ \t]+\n", "\n", re.sub(r"\n{3,}", "\n\n", text)).strip()
+
+
+def _looks_html(text: str) -> bool:
+    return bool(re.search(r"<(?:html|body|div|p|br|table)\b", text[:2000], re.I))
+
+
+def _header(msg: EmailMessage, name: str) -> str:
+    try:
+        return str(msg.get(name, "") or "").strip()
+    except Exception:  # an undecodable header: what is left of it
+        return ""
+
+
+def _text_of(msg: EmailMessage) -> tuple[str, list[str]]:
+    """The message's text (its text/plain part, else its HTML part as text) and the content
+    types of the parts not read (attachments are never decoded)."""
+    skipped: list[str] = []
+    plain = html = None
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        if part.get_content_disposition() == "attachment" or not ctype.startswith("text/"):
+            skipped.append(ctype)
+            continue
+        try:
+            content = part.get_content()
+        except (LookupError, UnicodeError, ValueError):  # an unknown or wrong charset
+            payload = part.get_payload(decode=True) or b""
+            content = payload.decode("utf-8", "replace")
+        if ctype == "text/plain" and plain is None:
+            plain = content
+        elif ctype == "text/html" and html is None:
+            html = content
+    if plain and plain.strip():
+        return plain, skipped
+    if html:
+        return html_to_text(html), skipped
+    return "", skipped
+
+
+@dataclass
+class Triage:
+    """What to do with one message: its intent, queue and priority, and the articles that
+    answer it (or why the engine abstained)."""
+
+    thread: str
+    intent: str | None
+    confidence: float | None
+    queue: str
+    priority: str  # urgent, normal, low
+    abstained: bool
+    reason: str | None
+    suggestions: list[dict]
+    automatic: str | None
+    request_id: str
+    index_version: str
+    model_version: str | None
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def headers(self) -> dict[str, str]:
+        """The result as headers a help desk's rule can act on."""
+        out = {"X-Deflect-Queue": self.queue, "X-Deflect-Priority": self.priority}
+        if self.intent:
+            out["X-Deflect-Intent"] = self.intent
+        out["X-Deflect-Answer"] = "none" if self.abstained else "articles"
+        return out
+
+
+def triage(engine, mail: InboundMail):
+    """Run the engine on the cleaned subject and body (channel ``email``; the thread is the
+    session) and route the result by the deployment's policy: ``mail_queues`` maps intents to
+    queues (else ``mail_default_queue``); never-deflect and ``mail_urgent_intents`` are
+    urgent, automatic mail is low. Returns the :class:`Triage` and the engine's result."""
+    from deflect.engine import SuggestQuery
+
+    s = engine.settings
+    q = SuggestQuery(subject=mail.subject[:500], description=mail.body, session_id=mail.thread, channel="email")
+    res = engine.suggest(q)
+    intent = res.intent.label if res.intent is not None and not res.intent.out_of_scope else None
+    queue = s.mail_queues.get(intent or "", s.mail_default_queue)
+    if mail.automatic:
+        priority = "low"
+    elif intent and (intent in s.never_deflect or intent in s.mail_urgent_intents):
+        priority = "urgent"
+    else:
+        priority = "normal"
+    t = Triage(
+        thread=mail.thread,
+        intent=intent,
+        confidence=round(res.intent.confidence, 4) if res.intent is not None else None,
+        queue=queue,
+        priority=priority,
+        abstained=res.abstained,
+        reason=res.reason,
+        suggestions=[
+            {"article_id": x.article_id, "title": x.title, "url": x.url, "score": x.score} for x in res.suggestions
+        ],  # fmt: skip
+        automatic=mail.automatic,
+        request_id=res.request_id,
+        index_version=res.index_version,
+        model_version=res.model_version,
+    )
+    return t, q, res
