@@ -232,10 +232,15 @@ def triage(engine, mail: InboundMail):
     """Run the engine on the cleaned subject and body (channel ``email``; the thread is the
     session) and route the result by the deployment's policy: ``mail_queues`` maps intents to
     queues (else ``mail_default_queue``); never-deflect and ``mail_urgent_intents`` are
-    urgent, automatic mail is low. Returns the :class:`Triage` and the engine's result."""
+    urgent, automatic mail is low. Returns the :class:`Triage`, the query and the engine's
+    result (both None for a message without text: ``reason`` ``no_text``)."""
     from deflect.engine import SuggestQuery
 
     s = engine.settings
+    if not (mail.subject.strip() or mail.body.strip()):  # nothing to read: nothing asked of the engine
+        empty = Triage(mail.thread, None, None, s.mail_default_queue, "low" if mail.automatic else "normal", True,
+                       "no_text", [], mail.automatic, "", "", None)  # fmt: skip
+        return empty, None, None
     q = SuggestQuery(subject=mail.subject[:500], description=mail.body, session_id=mail.thread, channel="email")
     res = engine.suggest(q)
     intent = res.intent.label if res.intent is not None and not res.intent.out_of_scope else None

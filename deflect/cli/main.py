@@ -9,6 +9,7 @@ import typer
 from deflect.cli.evaluate import eval_app, tune_cmd
 from deflect.cli.events import events_app, report_cmd, simulate_cmd
 from deflect.cli.ingest import ingest_cmd
+from deflect.cli.mail_cmd import mail_app
 from deflect.cli.serve import index_app, serve_cmd, suggest_cmd
 from deflect.cli.settings_cmd import config_app
 from deflect.cli.train import models_app, train_cmd
@@ -31,6 +32,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(eval_app, name="eval")
 app.command("tune")(tune_cmd)
 app.add_typer(config_app, name="config")
+app.add_typer(mail_app, name="mail")
 
 
 # libraries whose records below WARNING the command line never prints

@@ -76,19 +76,14 @@ async def inbound(request: Request, engine: EngineDep):
                 "message": f"content-type: {ctype!r}; send message/rfc822 (a raw message) or application/json",
             },  # fmt: skip
         )
-    if not (mail.subject.strip() or mail.body.strip()):
-        return JSONResponse(
-            status_code=200,
-            content={"thread": mail.thread, "outcome": "no_text", "queue": settings.mail_default_queue,
-                     "priority": "low" if mail.automatic else "normal", "abstained": True, "reason": "no_text",
-                     "automatic": mail.automatic, "suggestions": [], "skipped_parts": mail.skipped_parts},
-        )  # fmt: skip
     client = engine.provenance.client_key(address)
     recorder = request.app.state.recorder
     result, q, res = await asyncio.get_running_loop().run_in_executor(encoder_pool(), triage, engine, mail)
-    if recorder is not None and settings.record_suggestions:
-        rec = await asyncio.get_running_loop().run_in_executor(encoder_pool(), suggest_record, q, res, client)
-        recorder.record_suggestion(rec)
-    request.app.state.metrics.answered(res)
-    body = {**result.to_json(), "outcome": "triaged", "skipped_parts": mail.skipped_parts}
+    if res is not None:
+        if recorder is not None and settings.record_suggestions:
+            rec = await asyncio.get_running_loop().run_in_executor(encoder_pool(), suggest_record, q, res, client)
+            recorder.record_suggestion(rec)
+        request.app.state.metrics.answered(res)
+    outcome = "triaged" if res is not None else "no_text"
+    body = {**result.to_json(), "outcome": outcome, "skipped_parts": mail.skipped_parts}
     return JSONResponse(content=body, headers=result.headers())

@@ -1,0 +1,126 @@
+"""Writes examples/mail/demo.mbox: the demo mailbox (Tidewell's support address), built from
+the demo queries written for this project, in English, Traditional and Simplified Chinese and
+Indonesian: first messages and replies with quoted history, signatures, HTML-only mail, and
+the mail nothing should answer (an auto-responder, a mailing list, a no-reply notification, a
+message with no text). Each customer message names the article that answers it in
+``X-Demo-Article`` (for evaluation). Run: python examples/mail/build.py
+"""
+
+from __future__ import annotations
+
+import csv
+import mailbox
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent
+LANGS = {
+    "en": (
+        "demo_queries.csv",
+        "Hi,",
+        "Thanks,",
+        "On {date}, Tidewell Support <support@tidewell.app> wrote:",
+        "Hello, thanks for writing to Tidewell. We are looking into it.",
+    ),
+    "zh-tw": (
+        "zh-tw/demo_queries.csv",
+        "您好，",
+        "謝謝",
+        "在 {date}，Tidewell Support <support@tidewell.app> 寫道：",
+        "您好，感謝您來信，我們正在處理。",
+    ),
+    "zh-cn": (
+        "zh-cn/demo_queries.csv",
+        "你好，",
+        "谢谢",
+        "在 {date}，Tidewell Support <support@tidewell.app> 写道：",
+        "您好，感谢您的来信，我们正在处理。",
+    ),
+    "id": (
+        "id/demo_queries.csv",
+        "Halo,",
+        "Terima kasih,",
+        "Pada {date}, Tidewell Support <support@tidewell.app> menulis:",
+        "Halo, terima kasih sudah menghubungi Tidewell. Kami sedang memeriksanya.",
+    ),
+}
+NAMES = [
+    "Ana Lima",
+    "Budi Santoso",
+    "Chen Wei",
+    "Dewi Lestari",
+    "Emma Clarke",
+    "Lin Mei-hua",
+    "Wang Fang",
+    "Rizky Pratama",
+]
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def _msg(i: int, sender: str, subject: str, body: str, *, html: bool = False, **headers) -> EmailMessage:
+    m = EmailMessage()
+    m["From"] = sender
+    m["To"] = "support@tidewell.app"
+    m["Subject"] = subject
+    m["Date"] = format_datetime(START + timedelta(hours=7 * i))
+    m["Message-ID"] = f"<demo-{i:03d}@mail.example>"
+    for k, v in headers.items():
+        m[k.replace("_", "-")] = v
+    if html:
+        paras = "".join(f"<p>{p}</p>" for p in body.split("\n\n"))
+        m.set_content(f"<html><body>{paras}</body></html>", subtype="html")
+    else:
+        m.set_content(body)
+    return m
+
+
+def main() -> None:
+    out = HERE / "demo.mbox"
+    out.unlink(missing_ok=True)
+    box = mailbox.mbox(out)
+    i = 0
+    for lang, (path, hello, thanks, quote, ack) in LANGS.items():
+        with open(EXAMPLES / path, encoding="utf-8") as f:
+            rows = [r for r in csv.DictReader(f) if r["article_id"]]
+        for n, r in enumerate(rows[:: max(1, len(rows) // 15)][:15]):
+            i += 1
+            name = NAMES[i % len(NAMES)]
+            sender = f"{name} <{name.split()[0].lower()}.{i}@customer.example>"
+            subject = r["subject"] or r["description"][:40]
+            text = f"{hello}\n\n{r['description']}\n\n{thanks}\n{name}"
+            headers = {"X_Demo_Article": r["article_id"], "X_Demo_Language": lang}
+            if n % 4 == 1:  # a reply, with the history quoted below it
+                date = format_datetime(START + timedelta(hours=7 * i - 3))
+                text += "\n\n" + quote.format(date=date) + "\n> " + ack
+                subject = "Re: " + subject
+                headers.update(In_Reply_To=f"<ack-{i:03d}@tidewell.app>", References=f"<ack-{i:03d}@tidewell.app>")
+            if n % 4 == 2:
+                text += "\n--\n" + name + " | +62 812 0000 " + f"{i:04d}"  # a signature with a phone
+            box.add(_msg(i, sender, subject, text, html=(n % 5 == 3), **headers))
+    for subject, body, headers in [
+        (
+            "Automatic reply: Out of office",
+            "I am out of the office until Monday and will reply then.",
+            {"Auto_Submitted": "auto-replied", "From": "Emma Clarke <emma@customer.example>"},
+        ),
+        (
+            "[bookings-news] December tips",
+            "Five ways to fill your calendar in December.",
+            {"List_Id": "<news.bookings.example>", "Precedence": "list", "From": "news@bookings.example"},
+        ),
+        ("Your invoice is ready", "Your monthly invoice is attached.", {"From": "no-reply@payments.example"}),
+        ("", "", {"From": "Rizky Pratama <rizky@customer.example>"}),
+    ]:
+        i += 1
+        sender = headers.pop("From")
+        box.add(_msg(i, sender, subject, body, **headers))
+    box.flush()
+    box.close()
+    print(f"wrote {out}: {i} messages")
+
+
+if __name__ == "__main__":
+    main()
