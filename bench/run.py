@@ -2,7 +2,7 @@
 baseline measured in the same run. Prints one table and rewrites docs/benchmarks.md's results
 section. Reads ../shared/datasets (never copied); says clearly what is missing.
 
-    python -m bench.run [--only stackfaq,demo,multilingual,xsid,http,ingest,banking77,widget,report,redaction]
+    python -m bench.run [--only stackfaq,demo,multilingual,xsid,http,ingest,banking77,widget,report,redaction,mail]
                         [--seconds 10] [--report-sizes 20000,200000,2000000] [--no-readme]
 """
 
@@ -57,6 +57,7 @@ ALL = {
     "e5-int8",
     "report",
     "redaction",
+    "mail",
 }
 rows: list[dict] = []
 notes: list[str] = []
@@ -516,6 +517,10 @@ def main() -> None:
             from bench import redaction
 
             notes.extend(redaction.run(row))
+        if "mail" in only:
+            from bench import mail_bench
+
+            notes.extend(mail_bench.run(work, row))
         if "report" in only:
             from bench import report_scale
 

@@ -3,7 +3,8 @@ the demo queries written for this project, in English, Traditional and Simplifie
 Indonesian: first messages and replies with quoted history, signatures, HTML-only mail, and
 the mail nothing should answer (an auto-responder, a mailing list, a no-reply notification, a
 message with no text). Each customer message names the article that answers it in
-``X-Demo-Article`` (for evaluation). Run: python examples/mail/build.py
+``X-Demo-Article`` and carries the query it was made from (``X-Demo-Subject``,
+``X-Demo-Query``), for evaluation beside the form. Run: python examples/mail/build.py
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def main() -> None:
             sender = f"{name} <{name.split()[0].lower()}.{i}@customer.example>"
             subject = r["subject"] or r["description"][:40]
             text = f"{hello}\n\n{r['description']}\n\n{thanks}\n{name}"
-            headers = {"X_Demo_Article": r["article_id"], "X_Demo_Language": lang}
+            # for evaluation: the article that answers it, and the query as the form would send it
+            headers = {"X_Demo_Article": r["article_id"], "X_Demo_Language": lang, "X_Demo_Subject": r["subject"],
+                       "X_Demo_Query": r["description"]}  # fmt: skip
             if n % 4 == 1:  # a reply, with the history quoted below it
                 date = format_datetime(START + timedelta(hours=7 * i - 3))
                 text += "\n\n" + quote.format(date=date) + "\n> " + ack
