@@ -268,3 +268,87 @@ def triage(engine, mail: InboundMail):
         model_version=res.model_version,
     )
     return t, q, res
+
+
+#: the acknowledgement's words, per language of the customer's message
+REPLY_TEXTS = {
+    "en": {
+        "hello": "Hello,",
+        "ack": "Thank you for writing to us. Your message has reached our support team, and we will reply "
+        "within {hours} hours.",
+        "articles": "While you wait, these articles may already answer your question:",
+        "solved": "If one of them solves it, there is nothing more to do.",
+        "bye": "Kind regards,\nThe support team",
+    },
+    "zh-TW": {
+        "hello": "您好：",
+        "ack": "感謝您的來信。我們的客服團隊已收到您的訊息，將在 {hours} 小時內回覆。",
+        "articles": "在等待的同時，以下文章或許已能解答您的問題：",
+        "solved": "如果問題已經解決，您不需要再做任何事。",
+        "bye": "客服團隊 敬上",
+    },
+    "zh-CN": {
+        "hello": "您好：",
+        "ack": "感谢您的来信。我们的客服团队已收到您的消息，将在 {hours} 小时内回复。",
+        "articles": "在等待的同时，以下文章或许已经能解答您的问题：",
+        "solved": "如果问题已经解决，您无需再做任何操作。",
+        "bye": "客服团队",
+    },
+    "id": {
+        "hello": "Halo,",
+        "ack": "Terima kasih sudah menghubungi kami. Pesan Anda sudah diterima tim dukungan kami, dan kami akan "
+        "membalas dalam {hours} jam.",
+        "articles": "Sambil menunggu, artikel berikut mungkin sudah menjawab pertanyaan Anda:",
+        "solved": "Jika salah satunya menyelesaikan masalah Anda, tidak perlu melakukan apa-apa lagi.",
+        "bye": "Salam,\nTim dukungan",
+    },
+}
+
+
+def reply_language(mail: InboundMail) -> str:
+    """The key of :data:`REPLY_TEXTS` for the language the customer wrote in (English when it
+    cannot be told)."""
+    from deflect.models.language import chinese_script, detect
+
+    text = f"{mail.subject}\n{mail.body}"
+    lang = detect(text)
+    if lang == "zh":
+        return "zh-TW" if chinese_script(text) == "Hant" else "zh-CN"
+    return lang if lang in REPLY_TEXTS else "en"
+
+
+@dataclass
+class Reply:
+    """The acknowledgement of one message: who to, the subject, the text and the headers
+    that keep it from starting a loop (RFC 3834)."""
+
+    to: str
+    subject: str
+    body: str
+    language: str
+    with_articles: bool
+    headers: dict[str, str]
+
+
+def compose_reply(mail: InboundMail, result: Triage, *, hours: int = 24) -> Reply | None:
+    """The acknowledgement for ``mail``, in its language, with the expected response time and,
+    when the engine answered (confident, not a never-deflect intent, not the control group),
+    the articles. None for mail a machine sent: it is never answered."""
+    if mail.automatic or not mail.sender:
+        return None
+    lang = reply_language(mail)
+    t = REPLY_TEXTS[lang]
+    parts = [t["hello"], t["ack"].format(hours=hours)]
+    with_articles = bool(result.suggestions) and not result.abstained
+    if with_articles:
+        links = "\n".join(
+            f"- {s['title']}: {s['url']}" if s.get("url") else f"- {s['title']}" for s in result.suggestions
+        )
+        parts += [t["articles"] + "\n" + links, t["solved"]]
+    parts.append(t["bye"])
+    subject = mail.subject if re.match(r"(?i)^(re|aw|回复|回覆|balas)\s*[:：]", mail.subject) else f"Re: {mail.subject}"
+    headers = {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All", "Precedence": "auto_reply"}
+    if mail.message_id:
+        headers["In-Reply-To"] = mail.message_id
+        headers["References"] = " ".join([*mail.references, mail.message_id])
+    return Reply(mail.sender, subject.strip(), "\n\n".join(parts), lang, with_articles, headers)

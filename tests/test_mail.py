@@ -179,3 +179,44 @@ def test_the_demo_mailbox_is_triaged_from_the_command_line(demo_home):
         if lang == "en"
     ]
     assert len(hits) == 15 and sum(hits) >= 8
+
+
+def _triaged(**kw):
+    from deflect.mail import Triage
+
+    shown = [{"article_id": "pw", "title": "Reset your password", "url": "https://help/pw", "score": 0.8}]
+    base = dict(thread="mail-x", intent="password", confidence=0.9, queue="support", priority="normal",
+                abstained=False, reason=None, automatic=None, request_id="r1", index_version="v", model_version=None,
+                suggestions=shown)  # fmt: skip
+    return Triage(**{**base, **kw})
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "words"),
+    [
+        ("I cannot log in to my account, please help", "en", "within 24 hours"),
+        ("我的帳號無法登入，請協助處理，謝謝", "zh-TW", "24 小時內回覆"),
+        ("我的账号无法登录，请帮忙处理，谢谢", "zh-CN", "24 小时内回复"),
+        ("saya tidak bisa masuk ke akun saya, mohon bantuannya", "id", "dalam 24 jam"),
+    ],
+)
+def test_the_acknowledgement_speaks_the_customers_language(text, lang, words):
+    from deflect.mail import compose_reply
+
+    mail = parse_message(message(text, subject="login", message_id="<q1@c>", References="<q0@c>"))
+    reply = compose_reply(mail, _triaged())
+    assert reply.language == lang and words in reply.body and "https://help/pw" in reply.body
+    assert reply.to == "budi@example.id" and reply.subject == "Re: login" and reply.with_articles
+    assert reply.headers["Auto-Submitted"] == "auto-replied" and reply.headers["In-Reply-To"] == "<q1@c>"
+    assert reply.headers["References"] == "<q0@c> <q1@c>"
+
+
+def test_no_articles_when_the_engine_abstained_or_the_session_is_control_and_no_reply_to_machines():
+    from deflect.mail import compose_reply
+
+    mail = parse_message(message("someone hacked my account", subject="Re: help"))
+    for t in (_triaged(abstained=True, reason="never_deflect", suggestions=[]), _triaged(suggestions=[])):
+        reply = compose_reply(mail, t)
+        assert not reply.with_articles and "https://" not in reply.body and reply.subject == "Re: help"
+    auto = parse_message(message("Out of office", Auto_Submitted="auto-replied"))
+    assert compose_reply(auto, _triaged()) is None
