@@ -320,13 +320,18 @@ def read_settings_file(home: str | Path) -> dict[str, Any]:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from exc
-    known = set(Settings.model_fields) - set(NOT_IN_FILE)
     for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ConfigError(f"{path}: unknown setting {key!r}{hint}")
+        check_setting_name(key, where=f"{path}: ")
     return data
+
+
+def check_setting_name(key: str, *, where: str = "") -> None:
+    """:class:`ConfigError` (with the closest names) when ``key`` is not a setting the file may hold."""
+    known = sorted(set(Settings.model_fields) - set(NOT_IN_FILE))
+    if key not in known:
+        close = difflib.get_close_matches(key, known, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"{where}unknown setting {key!r}{hint}")
 
 
 class _SettingsFile(PydanticBaseSettingsSource):

@@ -124,15 +124,9 @@ def unset_cmd(key: Annotated[str, typer.Argument(help="A setting's name.")], hom
 
 
 def _known(key: str) -> None:
-    import difflib
+    from deflect.config import check_setting_name
 
-    from deflect.config import NOT_IN_FILE, Settings
-    from deflect.core.errors import ConfigError
-
-    names = sorted(set(Settings.model_fields) - set(NOT_IN_FILE))
-    if key not in names:
-        close = difflib.get_close_matches(key, names, n=3)
-        raise ConfigError(f"unknown setting {key!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    check_setting_name(key)
 
 
 def _write(path, key: str, value) -> None:
