@@ -76,13 +76,18 @@ async def inbound(request: Request, engine: EngineDep):
                 "message": f"content-type: {ctype!r}; send message/rfc822 (a raw message) or application/json",
             },  # fmt: skip
         )
-    client = engine.provenance.client_key(address)
     recorder = request.app.state.recorder
-    result, q, res = await asyncio.get_running_loop().run_in_executor(encoder_pool(), triage, engine, mail)
+    record = recorder is not None and settings.record_suggestions
+
+    def answer():  # triage and its record in one trip to the pool, as /v1/suggest does
+        result, q, res = triage(engine, mail)
+        rec = suggest_record(q, res, engine.provenance.client_key(address)) if record and res is not None else None
+        return result, res, rec
+
+    result, res, rec = await asyncio.get_running_loop().run_in_executor(encoder_pool(), answer)
+    if rec is not None:
+        recorder.record_suggestion(rec)
     if res is not None:
-        if recorder is not None and settings.record_suggestions:
-            rec = await asyncio.get_running_loop().run_in_executor(encoder_pool(), suggest_record, q, res, client)
-            recorder.record_suggestion(rec)
         request.app.state.metrics.answered(res)
     outcome = "triaged" if res is not None else "no_text"
     body = {**result.to_json(), "outcome": outcome, "skipped_parts": mail.skipped_parts}

@@ -40,12 +40,12 @@ async def suggest(body: SuggestRequest, engine: EngineDep, request: Request) -> 
         return over
     q = SuggestQuery(**body.model_dump())
     recorder = request.app.state.recorder
-    client = engine.provenance.client_key(address)
     record = recorder is not None and engine.settings.record_suggestions
 
     def answer():
         res = engine.suggest(q, encoding=engine.encode_query(q.text()))
-        return res, suggest_record(q, res, client) if record else None
+        # the caller's keyed hash only when there is a record to put it in
+        return res, suggest_record(q, res, engine.provenance.client_key(address)) if record else None
 
     res, rec = await asyncio.get_running_loop().run_in_executor(encoder_pool(), answer)
     request.app.state.metrics.answered(res)
