@@ -93,12 +93,6 @@ def first_last(d: Dialect, eligible: str, p: dict) -> list[tuple[str, dict]]:
     """Steps that make ``rpt_s``: per session, its suggest calls' count, first time, first
     eligible time, and the first call's variant and caller and the last call's intent,
     abstention, reason and query (order: time, then request id)."""
-    agg = f"""SELECT session_id, COUNT(*) AS n_sug, MIN(created_at) AS first_sug,
-               MIN(CASE WHEN {eligible} THEN created_at END) AS eligible_at FROM rpt_sug
-               WHERE session_id IS NOT NULL GROUP BY session_id"""
-    cols = """variant, client, intent_label AS last_intent,
-              CASE WHEN abstained = :yes THEN 1 ELSE 0 END AS last_abstained, reason AS last_reason,
-              query AS last_query"""
     if d.sqlite:
         # one pass groups the calls; the first and the last call of each session are found by
         # the key (time, request id) that the pass keeps, through the request id's index
@@ -123,7 +117,11 @@ def first_last(d: Dialect, eligible: str, p: dict) -> list[tuple[str, dict]]:
             ("CREATE INDEX rpt_s_sid ON rpt_s (session_id)", {}),
         ]
     C = d.text_order
-    last_cols = cols.replace("variant, client,", "")
+    agg = f"""SELECT session_id, COUNT(*) AS n_sug, MIN(created_at) AS first_sug,
+               MIN(CASE WHEN {eligible} THEN created_at END) AS eligible_at FROM rpt_sug
+               WHERE session_id IS NOT NULL GROUP BY session_id"""
+    last_cols = """intent_label AS last_intent, CASE WHEN abstained = :yes THEN 1 ELSE 0 END AS last_abstained,
+              reason AS last_reason, query AS last_query"""
     return [
         (f"CREATE TEMP TABLE rpt_a AS {agg}", p),
         (
