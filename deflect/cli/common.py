@@ -75,3 +75,13 @@ def version_or_current(home: Path, kind: str, version: str) -> str:
         hint = ": run `deflect ingest SOURCE` first" if kind == "index" else ""
         raise NotReadyError(f"no current {kind} in {home}{hint}")
     return current
+
+
+def print_manifest(home: Path, kind: str, version: str) -> None:
+    """``deflect index show`` / ``deflect models show``: a version's manifest as JSON."""
+    import json
+
+    from deflect.models import bundle as B
+
+    version = version_or_current(home, kind, version)
+    typer.echo(json.dumps(B.read_manifest(B.bundle_path(home, kind, version)), indent=2))

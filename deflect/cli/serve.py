@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deflect.cli.common import HomeOpt, friendly, settings_for, version_or_current
+from deflect.cli.common import HomeOpt, friendly, print_manifest, settings_for
 
 index_app = typer.Typer(help="List, inspect, promote, roll back and prune index versions.", no_args_is_help=True)
 
@@ -136,13 +136,7 @@ def index_show(
     version: Annotated[str, typer.Argument(help="A version, or current.")] = "current", home: HomeOpt = None
 ) -> None:
     """An index version's manifest (JSON)."""
-    import json
-
-    from deflect.models import bundle as B
-
-    settings = settings_for(home)
-    version = version_or_current(settings.home, "index", version)
-    typer.echo(json.dumps(B.read_manifest(B.bundle_path(settings.home, "index", version)), indent=2))
+    print_manifest(settings_for(home).home, "index", version)
 
 
 @index_app.command("promote")

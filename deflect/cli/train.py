@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from deflect.cli.common import HomeOpt, friendly, settings_for, version_or_current
+from deflect.cli.common import HomeOpt, friendly, print_manifest, settings_for
 
 models_app = typer.Typer(help="List, inspect, promote and roll back intent models.", no_args_is_help=True)
 
@@ -152,11 +152,7 @@ def models_show(
     version: Annotated[str, typer.Argument(help="A model version, or 'current'.")], home: HomeOpt = None
 ) -> None:
     """The manifest of a model: labels, threshold, validation metrics, data and embedder."""
-    from deflect.models import bundle as B
-
-    settings = settings_for(home)
-    version = version_or_current(settings.home, "model", version)
-    typer.echo(json.dumps(B.read_manifest(B.bundle_path(settings.home, "model", version)), indent=2))
+    print_manifest(settings_for(home).home, "model", version)
 
 
 @models_app.command("promote")
