@@ -173,7 +173,7 @@ def ingest(
             to_embed.append(len(chunks))
             chunks.append(c)
             vectors.append(None)
-    current = _current_ids(home)
+    current = list(prev.articles) if prev is not None else _current_ids(home)  # read once: --full only
     keep = {a.id for a in articles}
     summary.removed = sorted(a for a in current if a not in keep)
     if prev is None and current:  # --full: what is new is what the current index lacks
