@@ -158,6 +158,43 @@ class Settings(BaseSettings):
     mail_urgent_intents: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Inbound e-mail: intents whose messages are urgent (never-deflect ones are)."
     )
+    mail_reply: bool = Field(
+        default=True, description="Inbound e-mail: acknowledge each message a person sent (with articles when sure)."
+    )
+    mail_from: str = Field(
+        default="support@example.com",
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="Inbound e-mail: the address acknowledgements are sent from.",
+    )
+    mail_reply_hours: int = Field(
+        default=24, ge=1, le=24 * 14, description="Inbound e-mail: the response time the acknowledgement promises."
+    )
+    mail_max_replies_per_day: int = Field(
+        default=3, ge=1, le=100, description="Inbound e-mail: acknowledgements one sender gets per 24 h (loop guard)."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        pattern=r"^https?://[^\s]+$",
+        description="The address customers reach this server at: the base of the links in acknowledgements.",
+    )
+    smtp_host: str = Field(
+        default="", description="SMTP server for acknowledgements; empty: written to the data home's mail/outbox."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 TLS, 25 none).")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="SMTP: STARTTLS, TLS from the start, or none (a local relay only)."
+    )
+    smtp_user: str = Field(default="", description="SMTP login; empty: no authentication.")
+    smtp_password: SecretStr = Field(default=SecretStr(""), description="SMTP password.")
+    smtp_timeout: float = Field(default=30.0, gt=0, description="Seconds an SMTP conversation may take.")
+    imap_host: str = Field(default="", description="IMAP server `deflect mail poll` reads.")
+    imap_port: int = Field(default=993, ge=1, le=65535, description="IMAP port (993 TLS, 143 STARTTLS or none).")
+    imap_security: Literal["starttls", "tls", "none"] = Field(
+        default="tls", description="IMAP: TLS from the start, STARTTLS, or none (a local server only)."
+    )
+    imap_user: str = Field(default="", description="IMAP login.")
+    imap_password: SecretStr = Field(default=SecretStr(""), description="IMAP password.")
+    imap_folder: str = Field(default="INBOX", description="IMAP folder `deflect mail poll` reads.")
     intent_boost: float = Field(
         default=0.05, ge=0.0, le=1.0, description="Score added to articles linked to the intent."
     )

@@ -278,6 +278,7 @@ REPLY_TEXTS = {
         "within {hours} hours.",
         "articles": "While you wait, these articles may already answer your question:",
         "solved": "If one of them solves it, there is nothing more to do.",
+        "solved_link": "This solved it",
         "bye": "Kind regards,\nThe support team",
     },
     "zh-TW": {
@@ -285,6 +286,7 @@ REPLY_TEXTS = {
         "ack": "感謝您的來信。我們的客服團隊已收到您的訊息，將在 {hours} 小時內回覆。",
         "articles": "在等待的同時，以下文章或許已能解答您的問題：",
         "solved": "如果問題已經解決，您不需要再做任何事。",
+        "solved_link": "這解決了我的問題",
         "bye": "客服團隊 敬上",
     },
     "zh-CN": {
@@ -292,6 +294,7 @@ REPLY_TEXTS = {
         "ack": "感谢您的来信。我们的客服团队已收到您的消息，将在 {hours} 小时内回复。",
         "articles": "在等待的同时，以下文章或许已经能解答您的问题：",
         "solved": "如果问题已经解决，您无需再做任何操作。",
+        "solved_link": "这解决了我的问题",
         "bye": "客服团队",
     },
     "id": {
@@ -300,6 +303,7 @@ REPLY_TEXTS = {
         "membalas dalam {hours} jam.",
         "articles": "Sambil menunggu, artikel berikut mungkin sudah menjawab pertanyaan Anda:",
         "solved": "Jika salah satunya menyelesaikan masalah Anda, tidak perlu melakukan apa-apa lagi.",
+        "solved_link": "Ini menyelesaikannya",
         "bye": "Salam,\nTim dukungan",
     },
 }

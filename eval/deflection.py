@@ -8,7 +8,8 @@ Definitions (all per session; a session is everything carrying one ``session_id`
   the first one.
 - **Engaged**: opened an article (``article_opened``) or said one helped (``feedback``
   with ``helpful: true``), at any time in the session.
-- **Submitted within the window**: a ``form_submitted`` whose client ``ts`` lies in
+- **Submitted within the window**: a ``form_submitted`` (for e-mail: ``mail_followup``, the
+  server's record of a further message from the sender on the thread) whose ``ts`` lies in
   ``[start of window, start of window + window]`` (both ends included).
 - **Observed deflection rate**: of shown sessions, the share engaged and not submitted
   within the window. **Self-reported deflection**: of shown sessions, the share that said
@@ -53,7 +54,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from deflect.store.base import Event, RejectedEvent, SuggestRecord, to_utc
+from deflect.store.base import SUBMIT_TYPES, Event, RejectedEvent, SuggestRecord, to_utc
 
 Z95 = 1.959963984540054
 #: the event types a person can only send after a suggest call
@@ -157,11 +158,11 @@ class Session:
         return bool(self.opened) or self.helpful
 
     def submitted_between(self, start: datetime, end: datetime) -> bool:
-        return any(start <= e.ts <= end for e in self.of_type("form_submitted"))
+        return any(start <= e.ts <= end for e in self.events if e.type in SUBMIT_TYPES)
 
     @property
     def submitted(self) -> bool:
-        return bool(self.of_type("form_submitted"))
+        return any(e.type in SUBMIT_TYPES for e in self.events)
 
     @property
     def last_suggestion(self) -> SuggestRecord | None:

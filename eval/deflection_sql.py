@@ -41,9 +41,10 @@ from deflect.eval.deflection import (
     experiment_by_channel,
     pool_channels,
 )
-from deflect.store.base import parse_iso, to_utc
+from deflect.store.base import SUBMIT_TYPES, parse_iso, to_utc
 
 AFTER = "(" + ", ".join(f"'{t}'" for t in AFTER_SUGGEST) + ")"
+SUBMIT = "(" + ", ".join(f"'{t}'" for t in SUBMIT_TYPES) + ")"
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,7 @@ def measure_in_store(
                        THEN 1 ELSE 0 END) AS opened,
                    MAX(CASE WHEN type = 'feedback' AND helpful = :yes THEN 1 ELSE 0 END) AS helpful,
                    MAX(CASE WHEN type = 'feedback' AND helpful IS NOT NULL THEN 1 ELSE 0 END) AS gave_feedback,
-                   MAX(CASE WHEN type = 'form_submitted' THEN 1 ELSE 0 END) AS submitted,
+                   MAX(CASE WHEN type IN {SUBMIT} THEN 1 ELSE 0 END) AS submitted,
                    MIN(CASE WHEN type IN {AFTER} THEN ts END) AS first_after, COUNT(*) AS n_ev
             FROM rpt_ev GROUP BY session_id""",
             p,
@@ -327,7 +328,7 @@ def measure_in_store(
                             AND f.ts <= {d.plus("s.eligible_at", w)} THEN 1 ELSE 0 END) AS sub_elig
             FROM rpt_ev f LEFT JOIN rpt_e e ON e.session_id = f.session_id
             LEFT JOIN rpt_s s ON s.session_id = f.session_id
-            WHERE f.type = 'form_submitted' AND {part("f.session_id")} GROUP BY f.session_id""",
+            WHERE f.type IN {SUBMIT} AND {part("f.session_id")} GROUP BY f.session_id""",
                 p,
             ),
             (f"CREATE INDEX rpt_sub{k}_sid ON rpt_sub{k} (session_id)", {}),
@@ -423,7 +424,7 @@ def measure_in_store(
                     WHERE type = 'article_opened' AND article_id IS NOT NULL AND article_id <> ''
                       AND session_id IN {closed_sessions}
                     GROUP BY session_id, article_id) o
-              LEFT JOIN rpt_ev f ON f.session_id = o.session_id AND f.type = 'form_submitted'
+              LEFT JOIN rpt_ev f ON f.session_id = o.session_id AND f.type IN {SUBMIT}
                    AND f.ts >= o.first_open AND f.ts <= {d.plus("o.first_open", w)}
               GROUP BY o.session_id, o.article_id) x
             GROUP BY article_id""",

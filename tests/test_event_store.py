@@ -10,6 +10,7 @@ import pytest
 
 from deflect.core.errors import ConfigError, StoreError
 from deflect.store import LATEST, Event, SuggestRecord, open_store
+from deflect.store.base import MailRecord
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -171,23 +172,46 @@ def _fill(store) -> None:
         [[ev("e1", "s1", minutes=1), ev("e2", "s2", minutes=2), ev("e3", "s1", minutes=60 * 24 * 10 + 1)]],
         [RejectedEvent(ev("x1", "s1", minutes=3), "bad_token")],
     )
+    store.mail_claim(MailRecord("<m1@x>", "test", "s1", "h1", T0, "triaged"))
+    store.mail_claim(MailRecord("<m2@x>", "test", "s2", "h2", T0 + timedelta(days=10), "triaged"))
+
+
+def test_mail_messages_are_claimed_once_and_changed_by_compare_and_set(store):
+    m = MailRecord("<a@x>", "imap", "mail-t", "h1", T0, "triaged", reply_state="pending", reply_message="To: a@x\n\nhi")
+    assert store.mail_claim(m) and not store.mail_claim(m)  # the second claim of one key fails
+    assert not store.mail_update("<a@x>", expect_state="sending", reply_state="sent")
+    assert store.mail_update("<a@x>", expect_state="pending", reply_state="sending")
+    assert store.mail_update("<a@x>", reply_state="sent", replied_at=T0 + timedelta(seconds=3), reply_message=None)
+    (got,) = store.mail_messages(thread="mail-t")
+    assert got.reply_state == "sent" and got.replied_at == T0 + timedelta(seconds=3) and got.reply_message is None
+    assert got.received_at == T0 and got.followup is False and "reply_message" not in got.to_json()
+    assert store.mail_replies_to("h1", T0) == 1 and store.mail_replies_to("h1", T0 + timedelta(seconds=1)) == 0
+    assert store.mail_messages(states=("pending",)) == [] and store.mail_messages(key="<none>") == []
+    assert store.mail_cursor("imap://u@h/INBOX") is None
+    store.set_mail_cursor("imap://u@h/INBOX", 7, 41)
+    store.set_mail_cursor("imap://u@h/INBOX", 7, 42)
+    assert store.mail_cursor("imap://u@h/INBOX") == (7, 42)
+    with pytest.raises(ValueError):
+        store.mail_update("<a@x>", body="x")
 
 
 def test_delete_a_session_removes_its_rows_in_every_table_and_nothing_else(store):
     _fill(store)
-    assert store.delete(session_id="s1", dry_run=True) == {"suggestions": 2, "events": 2, "rejected_events": 1}
+    one = {"suggestions": 2, "events": 2, "rejected_events": 1, "mail_messages": 1}
+    assert store.delete(session_id="s1", dry_run=True) == one
     assert len(store.events()) == 3  # a dry run deletes nothing
-    assert store.delete(session_id="s1") == {"suggestions": 2, "events": 2, "rejected_events": 1}
+    assert store.delete(session_id="s1") == one
     assert {e.session_id for e in store.events()} == {"s2"}
     assert [r.request_id for r in store.suggestions()] == ["r2"]
     assert store.rejected() == []
-    assert store.delete(session_id="s1") == {"suggestions": 0, "events": 0, "rejected_events": 0}
+    assert store.delete(session_id="s1") == {"suggestions": 0, "events": 0, "rejected_events": 0, "mail_messages": 0}
+    assert [m.thread for m in store.mail_messages()] == ["s2"]
 
 
 def test_delete_before_a_date_keeps_newer_rows(store):
     _fill(store)
     cut = T0 + timedelta(days=5)
-    assert store.delete(before=cut) == {"suggestions": 2, "events": 2, "rejected_events": 1}
+    assert store.delete(before=cut) == {"suggestions": 2, "events": 2, "rejected_events": 1, "mail_messages": 1}
     assert [e.event_id for e in store.events()] == ["e3"]
     assert [r.request_id for r in store.suggestions()] == ["r3"]
     assert store.counts() == {"suggestions": 1, "events": 1, "rejected": 0, "sessions": 1}
@@ -199,6 +223,7 @@ def test_delete_both_conditions_means_that_session_before_the_date(store):
         "suggestions": 1,
         "events": 1,
         "rejected_events": 1,
+        "mail_messages": 1,
     }
     assert sorted(e.event_id for e in store.events()) == ["e2", "e3"]
 

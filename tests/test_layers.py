@@ -18,6 +18,7 @@ SERVICE = {
     "deflect.events",
     "deflect.experiment",
     "deflect.mail",
+    "deflect.mailer",
     "deflect.provenance",
     "deflect.recorder",
     "deflect.redact",

@@ -154,6 +154,8 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         finally:
             if app.state.recorder is not None:
                 app.state.recorder.close()
+            if getattr(app.state, "mail_desk", None) is not None:
+                app.state.mail_desk.store.close()
 
     from fastapi_offline import FastAPIOffline
 

@@ -55,6 +55,12 @@ class Metrics:
         self.events = Counter(
             "deflect_events", "Widget events: accepted, duplicate, rejected.", ["outcome"], registry=r
         )
+        self.mail = Counter(
+            "deflect_mail_messages",
+            "Inbound e-mail: triaged, no_text, automatic, loop, malformed, too_large, duplicate.",
+            ["outcome"],
+            registry=r,
+        )
         self.index = Gauge("deflect_index_info", "The index version served (1).", ["version"], registry=r)
         self.model = Gauge("deflect_model_info", "The intent-model version served (1).", ["version"], registry=r)
 

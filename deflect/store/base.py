@@ -18,6 +18,11 @@ from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 EVENT_TYPES = ("suggestions_shown", "article_opened", "feedback", "form_submitted", "form_abandoned")
+#: events only the server writes: ``mail_followup``, the customer wrote again on an e-mail
+#: thread (for e-mail, the ticket the customer still needed)
+SERVER_EVENT_TYPES = ("mail_followup",)
+#: the events that say the customer still needed a person (the report's "submitted")
+SUBMIT_TYPES = ("form_submitted", "mail_followup")
 #: where a session's customer would have sent the ticket: the report counts tickets avoided
 #: (and their cost) per channel
 CHANNELS = ("form", "chat", "email")
@@ -221,14 +226,14 @@ class StoreBase:
         if session_id is None and before is None:
             raise ValueError("delete needs a session id or a date")
         steps = []
-        for table, col in _DELETE_FROM:
-            cond = (["session_id = :sid"] if session_id is not None else []) + (
+        for table, scol, col in _DELETE_FROM:
+            cond = ([f"{scol} = :sid"] if session_id is not None else []) + (
                 [f"{col} < :before"] if before is not None else []
             )
             verb = "SELECT COUNT(*)" if dry_run else "DELETE"
             steps.append((f"{verb} FROM {table} WHERE {' AND '.join(cond)}", {"sid": session_id, "before": before}))
         counts = [int(rows[0][0]) for rows in self.query_all(steps)] if dry_run else self.modify_all(steps)
-        return {table: n for (table, _), n in zip(_DELETE_FROM, counts, strict=True)}
+        return {table: n for (table, _, _), n in zip(_DELETE_FROM, counts, strict=True)}
 
     def add_events(self, events: Sequence[Event]) -> AddResult:
         """Store one batch of events; returns how many were new and how many duplicates."""
@@ -238,9 +243,155 @@ class StoreBase:
         """Store suggestion records (a request id already stored is left as it was)."""
         self.write(records, [])
 
+    # ---- inbound e-mail (deflect.mailer) ---------------------------------------------
+    def mail_claim(self, m: MailRecord) -> bool:
+        """Store ``m`` unless a message with its key is stored already; True when it was new.
+        This is the lock that keeps a message from being handled twice (by two pollers, a
+        retried webhook, or a restart)."""
+        cols = ", ".join(MAIL_COLUMNS)
+        marks = ", ".join(f":{c}" for c in MAIL_COLUMNS)
+        sql = f"INSERT INTO mail_messages ({cols}) VALUES ({marks}) ON CONFLICT (message_key) DO NOTHING"
+        return self.modify_all([(sql, m.values())])[0] == 1
 
-# each table, and the time its retention period is counted from
-_DELETE_FROM = (("suggestions", "created_at"), ("events", "ts"), ("rejected_events", "received_at"))
+    def mail_update(self, key: str, expect_state: str | None = None, **changes) -> bool:
+        """Change columns of one stored message; with ``expect_state``, only if its
+        ``reply_state`` is that (a compare-and-set). True when the row changed."""
+        bad = set(changes) - set(MAIL_COLUMNS)
+        if bad:
+            raise ValueError(f"unknown mail columns: {sorted(bad)}")
+        sets = ", ".join(f"{c} = :{c}" for c in changes)
+        cond = " AND reply_state = :expect" if expect_state is not None else ""
+        params = {**changes, "key": key, "expect": expect_state}
+        return self.modify_all([(f"UPDATE mail_messages SET {sets} WHERE message_key = :key{cond}", params)])[0] == 1
+
+    def mail_messages(
+        self,
+        *,
+        key: str | None = None,
+        thread: str | None = None,
+        states: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[MailRecord]:
+        """Stored messages matching every condition given, oldest first."""
+        cond, params = [], {}
+        for col, val in (("message_key", key), ("thread", thread)):
+            if val is not None:
+                cond.append(f"{col} = :{col}")
+                params[col] = val
+        if states:
+            cond.append("reply_state IN (" + ", ".join(f":s{i}" for i in range(len(states))) + ")")
+            params.update({f"s{i}": v for i, v in enumerate(states)})
+        if since is not None:
+            cond.append("received_at >= :since")
+            params["since"] = since
+        if until is not None:
+            cond.append("received_at < :until")
+            params["until"] = until
+        where = f" WHERE {' AND '.join(cond)}" if cond else ""
+        sql = f"SELECT {', '.join(MAIL_COLUMNS)} FROM mail_messages{where} ORDER BY received_at, message_key"
+        return [MailRecord.from_row(r) for r in self.query_all([(sql, params)])[0]]
+
+    def mail_replies_to(self, sender: str, since: datetime) -> int:
+        """How many acknowledgements ``sender`` (its keyed hash) was sent, or is being sent, since ``since``."""
+        sql = (
+            "SELECT COUNT(*) FROM mail_messages WHERE sender = :sender AND reply_state IN "
+            "('pending', 'sending', 'sent', 'unconfirmed') AND received_at >= :since"
+        )
+        return int(self.query_all([(sql, {"sender": sender, "since": since})])[0][0][0])
+
+    def mail_cursor(self, mailbox: str) -> tuple[int, int] | None:
+        """The IMAP folder's UIDVALIDITY and the last UID handled, or None before the first poll."""
+        rows = self.query_all([("SELECT uidvalidity, last_uid FROM mail_cursors WHERE mailbox = :m", {"m": mailbox})])[
+            0
+        ]
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def set_mail_cursor(self, mailbox: str, uidvalidity: int, last_uid: int) -> None:
+        """Remember that every message of ``mailbox`` up to ``last_uid`` is handled."""
+        self.modify_all(
+            [
+                (
+                    "INSERT INTO mail_cursors (mailbox, uidvalidity, last_uid, updated_at) VALUES (:m, :v, :u, :t) "
+                    "ON CONFLICT (mailbox) DO UPDATE SET uidvalidity = :v, last_uid = :u, updated_at = :t",
+                    {"m": mailbox, "v": uidvalidity, "u": last_uid, "t": utcnow()},
+                )
+            ]
+        )
+
+
+# each table, the column that names its session, and the time its retention period is counted from
+_DELETE_FROM = (
+    ("suggestions", "session_id", "created_at"),
+    ("events", "session_id", "ts"),
+    ("rejected_events", "session_id", "received_at"),
+    ("mail_messages", "thread", "received_at"),
+)
+
+#: the states of a message's acknowledgement: ``none`` (not sent, see ``reply_reason``),
+#: ``pending`` (recorded, not yet handed to the mail server), ``sending`` (being handed over:
+#: after a crash it becomes ``unconfirmed`` and is never sent again), ``sent``, ``failed``
+#: (refused before the server took it: may be sent again), ``unconfirmed``
+REPLY_STATES = ("none", "pending", "sending", "sent", "failed", "unconfirmed")
+
+MAIL_COLUMNS = (
+    "message_key", "source", "thread", "sender", "received_at", "outcome", "request_id", "variant", "intent",
+    "queue", "priority", "followup", "reply_state", "reply_reason", "reply_id", "reply_articles", "replied_at",
+    "error", "simulated", "reply_message",
+)  # fmt: skip
+
+
+def _when(v) -> datetime | None:
+    """A stored time (SQLite: ISO text; PostgreSQL: a datetime) as an aware datetime."""
+    if v is None:
+        return None
+    return parse_iso(v) if isinstance(v, str) else to_utc(v)
+
+
+@dataclass
+class MailRecord:
+    """One inbound message as the store keeps it: never its text, its sender only as a keyed hash."""
+
+    message_key: str
+    source: str
+    thread: str
+    sender: str | None
+    received_at: datetime
+    outcome: str
+    request_id: str | None = None
+    variant: str | None = None
+    intent: str | None = None
+    queue: str | None = None
+    priority: str | None = None
+    followup: bool = False
+    reply_state: str = "none"
+    reply_reason: str | None = None
+    reply_id: str | None = None
+    reply_articles: bool = False
+    replied_at: datetime | None = None
+    error: str | None = None
+    simulated: bool = False
+    #: the composed acknowledgement while it is not yet sent (deleted once it is)
+    reply_message: str | None = None
+
+    def values(self) -> dict:
+        return {c: getattr(self, c) for c in MAIL_COLUMNS}
+
+    def to_json(self) -> dict:
+        """The record without the unsent acknowledgement (it holds the customer's address)."""
+        d = self.values()
+        del d["reply_message"]
+        d["received_at"] = iso(self.received_at)
+        d["replied_at"] = iso(self.replied_at) if self.replied_at else None
+        return d
+
+    @classmethod
+    def from_row(cls, r: Sequence) -> MailRecord:
+        d = dict(zip(MAIL_COLUMNS, r, strict=True))
+        d["received_at"], d["replied_at"] = _when(d["received_at"]), _when(d["replied_at"])
+        for c in ("followup", "reply_articles", "simulated"):
+            d[c] = bool(d[c])
+        return cls(**d)
 
 
 # ---- schema migrations -------------------------------------------------------------------
@@ -263,6 +414,45 @@ _REPORT_INDEXES = (  # the same SQL in both dialects
     "CREATE INDEX events_ts ON events (ts)",
     "CREATE INDEX events_session ON events (session_id)",
 )
+
+
+def _mail_tables(ts: str, flag: str, no: str) -> tuple[str, ...]:
+    """Migration 5 in one dialect (``ts``: the time type, ``flag``: the boolean type)."""
+    return (
+        f"""CREATE TABLE mail_messages (
+            message_key TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            thread TEXT NOT NULL,
+            sender TEXT,
+            received_at {ts} NOT NULL,
+            outcome TEXT NOT NULL,
+            request_id TEXT,
+            variant TEXT,
+            intent TEXT,
+            queue TEXT,
+            priority TEXT,
+            followup {flag} NOT NULL DEFAULT {no},
+            reply_state TEXT NOT NULL,
+            reply_reason TEXT,
+            reply_id TEXT,
+            reply_articles {flag} NOT NULL DEFAULT {no},
+            replied_at {ts},
+            error TEXT,
+            simulated {flag} NOT NULL DEFAULT {no},
+            reply_message TEXT
+        )""",
+        "CREATE INDEX mail_thread ON mail_messages (thread, received_at)",
+        "CREATE INDEX mail_sender ON mail_messages (sender, received_at)",
+        "CREATE INDEX mail_received ON mail_messages (received_at)",
+        "CREATE INDEX mail_reply_state ON mail_messages (reply_state)",
+        f"""CREATE TABLE mail_cursors (
+            mailbox TEXT PRIMARY KEY,
+            uidvalidity BIGINT NOT NULL,
+            last_uid BIGINT NOT NULL,
+            updated_at {ts} NOT NULL
+        )""",
+    )
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -378,6 +568,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the channel of each suggest call",
         sqlite=("ALTER TABLE suggestions ADD COLUMN channel TEXT NOT NULL DEFAULT 'form'",),
         postgres=("ALTER TABLE suggestions ADD COLUMN channel TEXT NOT NULL DEFAULT 'form'",),
+    ),
+    Migration(
+        5,
+        "inbound e-mail: each message, its outcome and its acknowledgement; IMAP cursors",
+        sqlite=_mail_tables("TEXT", "INTEGER", "0"),
+        postgres=_mail_tables("TIMESTAMPTZ", "BOOLEAN", "false"),
     ),
 )
 

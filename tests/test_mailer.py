@@ -1,0 +1,281 @@
+"""Inbound e-mail end to end: recorded first, acknowledged at most once through a real SMTP
+server (aiosmtpd, started here), loops and machines never answered, follow-ups and "this
+solved it" links recorded as events, and a crash at any point never sends twice."""
+
+from __future__ import annotations
+
+import email
+import socket
+import ssl
+import subprocess
+from email import policy
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from deflect.api.main import create_app
+from deflect.config import Settings
+from deflect.engine import Engine
+from deflect.kb_ingest.pipeline import ingest
+from deflect.mail import parse_message
+from deflect.mailer import MailDesk, MaildirOutbox, SendRefused, SMTPOutbox
+from deflect.store import open_store
+from tests.conftest import small_kb
+from tests.test_mail import message
+
+aiosmtpd = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is a test dependency (pip install -e .[test])")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sink:
+    """An aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[email.message.EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        self.received.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on a free local port, no TLS."""
+    sink = Sink()
+    c = aiosmtpd.Controller(sink, hostname="127.0.0.1", port=free_port())
+    c.start()
+    try:
+        yield sink, c.port
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def engine(tmp_path, home, fake_embedder):
+    ingest(small_kb(tmp_path), home, fake_embedder)
+    s = Settings(home=home, min_score=0.1, reload_interval=0.0, control_share=0.0, mail_from="help@tidewell.app",
+                 public_url="https://help.tidewell.app", mail_max_replies_per_day=2)  # fmt: skip
+    return Engine(s, fake_embedder)
+
+
+@pytest.fixture
+def store(home):
+    st = open_store("", home)
+    yield st
+    st.close()
+
+
+def desk_for(engine, store, port) -> MailDesk:
+    return MailDesk(engine, store, SMTPOutbox("127.0.0.1", port, security="none", timeout=5))
+
+
+def test_an_acknowledgement_with_articles_and_solved_links_goes_through_smtp_once(engine, store, smtp):
+    sink, port = smtp
+    desk = desk_for(engine, store, port)
+    raw = message("I need to reset my password, the link does not work.", subject="password", message_id="<a1@c>")
+    h = desk.handle_raw(raw, "test")
+    assert h.record.outcome == "triaged" and h.record.reply_state == "sent"
+    (ack,) = sink.received
+    assert sink.envelopes == [("help@tidewell.app", ["budi@example.id"])]
+    assert ack["Subject"] == "Re: password" and ack["In-Reply-To"] == "<a1@c>"
+    assert ack["Auto-Submitted"] == "auto-replied"
+    body = ack.get_content()
+    assert "Reset your password" in body and "within 24 hours" in body
+    assert "https://help.tidewell.app/v1/mail/solved?s=mail-" in body
+    # the same message again (a retried webhook, a second poll): nothing more is sent
+    again = desk.handle_raw(raw, "test")
+    assert again.duplicate and again.to_json()["outcome"] == "duplicate" and len(sink.received) == 1
+    (row,) = store.mail_messages()
+    assert row.reply_message is None and row.replied_at is not None and row.sender != "budi@example.id"
+    (sug,) = store.suggestions()
+    assert sug.channel == "email" and sug.session_id == row.thread and sug.client == row.sender
+    assert [e.type for e in store.events()] == ["suggestions_shown"]
+
+
+def test_machines_loops_and_follow_ups_are_never_acknowledged(engine, store, smtp):
+    sink, port = smtp
+    desk = desk_for(engine, store, port)
+    auto = desk.handle_raw(message("I am out of the office", message_id="<o1@c>", Auto_Submitted="auto-replied"), "t")
+    assert auto.record.outcome == "automatic" and auto.record.reply_state == "none" and not sink.received
+    # an auto-responder that says nothing of itself answers each acknowledgement with a new thread
+    outcomes = []
+    for i in range(4):
+        raw = message("Thank you for your message. I will reply soon.", sender="bot@partner.example",
+                      message_id=f"<loop{i}@partner>", subject=f"Auto: {i}")  # fmt: skip
+        outcomes.append(desk.handle_raw(raw, "t").record)
+    assert [r.reply_state for r in outcomes] == ["sent", "sent", "none", "none"]
+    assert [r.outcome for r in outcomes][2:] == ["loop", "loop"] and len(sink.received) == 2
+    # the customer writes again on the thread: no second acknowledgement, a follow-up event
+    first = desk.handle_raw(message("reset my password please", message_id="<f1@c>"), "t")
+    follow = desk.handle_raw(message("still cannot reset it", message_id="<f2@c>", In_Reply_To="<f1@c>"), "t")
+    assert follow.record.thread == first.record.thread and follow.record.followup
+    assert follow.record.reply_state == "none" and follow.record.reply_reason == "followup"
+    assert len(sink.received) == 3
+    assert [e.type for e in store.events() if e.session_id == first.record.thread] == [
+        "suggestions_shown",
+        "mail_followup",
+    ]
+
+
+def test_bad_input_is_recorded_with_a_clear_outcome(engine, store, smtp, caplog):
+    from deflect.core.errors import InvalidInputError
+
+    sink, port = smtp
+    desk = desk_for(engine, store, port)
+    with pytest.raises(InvalidInputError):
+        desk.handle_raw(b"this is not a message", "t")
+    empty = desk.handle_raw(message("", subject="", message_id="<e1@c>"), "t")
+    engine.settings.mail_max_bytes = 64 * 1024
+    big = desk.handle_raw(message("x" * 100_000, message_id="<big@c>"), "t")
+    by_key = {r.message_key: r for r in store.mail_messages()}
+    outcomes = sorted(r.outcome for r in by_key.values())
+    assert outcomes == ["malformed", "no_text", "too_large"]
+    assert empty.record.outcome == "no_text" and empty.record.reply_state == "sent"  # a person still answers
+    assert big.record.reply_state == "none" and "bytes" in big.record.error
+    assert "malformed" in caplog.text and "too_large" in caplog.text
+
+
+class DeliversThenFails:
+    """An outbox whose server takes the message and then the connection breaks (no answer)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def send(self, msg) -> None:
+        self.inner.send(msg)
+        raise TimeoutError("connection lost after DATA")
+
+
+def test_a_crash_while_sending_never_sends_twice_and_a_refusal_is_sent_later(engine, store, smtp):
+    sink, port = smtp
+    real = SMTPOutbox("127.0.0.1", port, security="none", timeout=5)
+    # 1. the server took it, the answer was lost: unconfirmed, and never sent again
+    desk = MailDesk(engine, store, DeliversThenFails(real))
+    h = desk.handle_raw(message("refund my card payment", message_id="<c1@c>"), "t")
+    assert h.record.reply_state == "unconfirmed" or store.mail_messages(key="<c1@c>")[0].reply_state == "unconfirmed"
+    assert MailDesk(engine, store, real).reconcile() == {"unconfirmed": 0, "sent": 0, "failed": 0}
+    assert len(sink.received) == 1
+    # 2. the process died between "sending" and the answer: reconcile makes it unconfirmed
+    store.mail_update("<c1@c>", reply_state="sending")
+    from datetime import timedelta
+
+    assert MailDesk(engine, store, real).reconcile(older_than=timedelta(0))["unconfirmed"] == 1
+    assert len(sink.received) == 1
+    # 3. no server at first (refused before it took anything): failed, then sent once by reconcile
+    down = MailDesk(engine, store, SMTPOutbox("127.0.0.1", free_port(), security="none", timeout=2))
+    d = down.handle_raw(message("my google calendar does not sync", message_id="<c2@c>", sender="x@y.example"), "t")
+    assert store.mail_messages(key="<c2@c>")[0].reply_state == "failed" and d.record.thread
+    assert MailDesk(engine, store, real).reconcile()["sent"] == 1
+    assert MailDesk(engine, store, real).reconcile()["sent"] == 0
+    assert len(sink.received) == 2 and sink.received[1]["To"] == "x@y.example"
+    # 4. recorded, then the process died before sending: the re-delivered message sends it, once
+    store.mail_update("<c2@c>", reply_state="pending", reply_message=sink.received[1].as_string())
+    MailDesk(engine, store, real).handle_raw(message("my google calendar", message_id="<c2@c>"), "t")
+    MailDesk(engine, store, real).handle_raw(message("my google calendar", message_id="<c2@c>"), "t")
+    assert len(sink.received) == 3
+
+
+def test_the_control_group_gets_the_plain_acknowledgement(tmp_path, home, fake_embedder, store, smtp):
+    from deflect.experiment import CONTROL, assign_variant
+
+    sink, port = smtp
+    ingest(small_kb(tmp_path), home, fake_embedder)
+    s = Settings(home=home, min_score=0.1, reload_interval=0.0, control_share=0.5, control_salt="pepper")
+    engine = Engine(s, fake_embedder)
+    desk = desk_for(engine, store, port)
+    variants = {}
+    for i in range(12):
+        mail = parse_message(message("reset my password", message_id=f"<v{i}@c>", sender=f"c{i}@example.com"))
+        variants[i] = assign_variant(mail.thread, 0.5, "pepper")
+        desk.handle(mail, "t")
+    assert CONTROL in variants.values() and "treatment" in variants.values()
+    for i, ack in enumerate(sink.received):
+        articles = "Reset your password" in ack.get_content()
+        assert articles == (variants[i] != CONTROL), i
+    rows = store.mail_messages()
+    assert all(r.reply_articles == (r.variant != CONTROL) for r in rows)
+
+
+def test_without_smtp_acknowledgements_go_to_the_outbox_maildir(engine, store):
+    import mailbox
+
+    desk = MailDesk(engine, store)  # smtp_host is empty
+    assert isinstance(desk.outbox, MaildirOutbox)
+    desk.handle_raw(message("refund my card payment", message_id="<m1@c>"), "t")
+    (ack,) = list(mailbox.Maildir(Path(engine.settings.home) / "mail" / "outbox"))
+    assert ack["To"] == "budi@example.id" and "Refund policy" in ack.get_payload(decode=True).decode()
+
+
+def _certificate(tmp: Path) -> tuple[Path, Path]:
+    key, cert = tmp / "key.pem", tmp / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert
+
+
+def test_starttls_and_login_are_used_when_configured(tmp_path, engine, store):
+    from aiosmtpd.smtp import AuthResult
+
+    if subprocess.run(["which", "openssl"], capture_output=True).returncode != 0:
+        pytest.skip("openssl is needed to make the test server's certificate")
+    key, cert = _certificate(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    logins = []
+
+    def auth(server, session, envelope, mechanism, data):
+        logins.append((mechanism, data.login, data.password))
+        return AuthResult(success=data.login == b"desk" and data.password == b"pw")
+
+    sink = Sink()
+    c = aiosmtpd.Controller(sink, hostname="127.0.0.1", port=free_port(), tls_context=server_tls,
+                            require_starttls=True, authenticator=auth, auth_require_tls=True)  # fmt: skip
+    c.start()
+    try:
+        client_tls = ssl.create_default_context(cafile=str(cert))
+        ok = SMTPOutbox("127.0.0.1", c.port, security="starttls", user="desk", password="pw", context=client_tls)
+        MailDesk(engine, store, ok).handle_raw(message("reset my password", message_id="<t1@c>"), "t")
+        assert len(sink.received) == 1 and logins[-1][1:] == (b"desk", b"pw")
+        bad = SMTPOutbox("127.0.0.1", c.port, security="starttls", user="desk", password="no", context=client_tls,
+                         timeout=1)  # fmt: skip
+        with pytest.raises(SendRefused):
+            bad.send(sink.received[0])
+        untrusted = SMTPOutbox("127.0.0.1", c.port, security="starttls", user="desk", password="pw", timeout=5)
+        with pytest.raises(SendRefused):  # a certificate nobody vouches for is refused
+            untrusted.send(sink.received[0])
+    finally:
+        c.stop()
+    assert len(sink.received) == 1
+
+
+def test_the_solved_link_records_feedback_with_the_sessions_token(engine, store, smtp):
+    import re
+    from urllib.parse import parse_qs, urlsplit
+
+    sink, port = smtp
+    desk = desk_for(engine, store, port)
+    desk.handle_raw(message("reset my password", message_id="<s1@c>"), "t")
+    link = re.search(r"https://help\.tidewell\.app(/v1/mail/solved\?\S+)", sink.received[0].get_content()).group(1)
+    with TestClient(create_app(engine.settings, engine=engine)) as c:
+        page = c.get(link)
+        assert page.status_code == 200 and "Yes, this solved it" in page.text
+        form = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+        assert c.post("/v1/mail/solved", data=form).status_code == 200
+        assert c.post("/v1/mail/solved", data=form).status_code == 200  # twice: counted once
+        forged = {**form, "t": form["t"][:-3] + "AAA"}
+        assert c.post("/v1/mail/solved", data=forged).status_code == 400
+        assert c.get("/v1/mail/solved?s=x").status_code == 400
+    feedback = [e for e in store.events() if e.type == "feedback"]
+    assert len(feedback) == 1 and feedback[0].helpful and feedback[0].article_id == "pw"
+    assert feedback[0].session_id == form["s"] and [r.reason for r in store.rejected()] == ["bad_token"]
