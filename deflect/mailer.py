@@ -191,7 +191,7 @@ class MailDesk:
         that outcome (and :class:`InvalidInputError` raised for the unreadable one, after)."""
         now = now or utcnow()
         if len(raw) > self.settings.mail_max_bytes:
-            return self._record_unread(raw, source, now, "too_large", f"{len(raw)} bytes")
+            return self.record_too_large(raw, source, len(raw), now=now)
         try:
             mail = parse_message(raw)
         except InvalidInputError as exc:
@@ -315,15 +315,29 @@ class MailDesk:
             record = self.store.mail_messages(key=record.message_key)[0]
         return Handled(record, duplicate=True, skipped_parts=mail.skipped_parts if mail else [])
 
-    def _record_unread(self, raw: bytes, source: str, now: datetime, outcome: str, error: str) -> Handled:
-        key = "sha256:" + hashlib.sha256(raw).hexdigest()
-        record = MailRecord(key, source, "mail-" + key[7:31], None, now, outcome, reply_state="none",
-                            reply_reason=outcome, error=error[:500])  # fmt: skip
+    def record_too_large(self, raw: bytes, source: str, size: int, *, now: datetime | None = None) -> Handled:
+        """Record a message over ``mail_max_bytes`` without reading it (``raw``: the message,
+        or its headers only): a person finds it in the mailbox; nothing answers it."""
+        from email.parser import BytesHeaderParser
+
+        try:
+            mid = str(BytesHeaderParser().parsebytes(raw[:65536]).get("message-id", "") or "").strip()
+        except Exception:  # headers too broken to read: the bytes name it
+            mid = ""
+        limit = self.settings.mail_max_bytes
+        return self._record_unread(raw, source, now or utcnow(), "too_large", f"{size} bytes (limit {limit})",
+                                   key=mid[:500] or None)  # fmt: skip
+
+    def _record_unread(self, raw: bytes, source: str, now: datetime, outcome: str, error: str, *,
+                       key: str | None = None) -> Handled:  # fmt: skip
+        key = key or "sha256:" + hashlib.sha256(raw).hexdigest()
+        thread = "mail-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+        record = MailRecord(key, source, thread, None, now, outcome, reply_state="none", reply_reason=outcome,
+                            error=error[:500])  # fmt: skip
         if self.store.mail_claim(record):
             log.warning("mail %s from %s: %s (%s)", key, source, outcome, error)
-        else:
-            record = self.store.mail_messages(key=key)[0]
-        return Handled(record)
+            return Handled(record)
+        return Handled(self.store.mail_messages(key=key)[0], duplicate=True)
 
     # ---- sending -----------------------------------------------------------------------
     def send(self, record: MailRecord) -> str:

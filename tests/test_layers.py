@@ -17,6 +17,7 @@ SERVICE = {
     "deflect.engine",
     "deflect.events",
     "deflect.experiment",
+    "deflect.imap",
     "deflect.mail",
     "deflect.mailer",
     "deflect.provenance",
