@@ -9,6 +9,7 @@ and loads nothing from the network.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -20,6 +21,7 @@ from typing import Any
 
 from deflect.eval.charts import CSS, e
 from deflect.eval.deflection import Breakdown, DeflectionMeasurement, Incremental, Money, TicketCosts, money
+from deflect.eval.mail_report import MailSummary
 from deflect.eval.themes import Theme
 
 DEFINITIONS = [
@@ -85,6 +87,8 @@ class DeflectionReport:
     article_titles: dict[str, str] = field(default_factory=dict)
     #: tickets avoided priced per channel (None when no cost per ticket is configured)
     money: Money | None = None
+    #: inbound e-mail: outcomes, acknowledgements, first-response time (None: no mail)
+    mail: MailSummary | None = None
 
     def article_title(self, article_id: str) -> str:
         return self.article_titles.get(article_id, "")
@@ -96,6 +100,7 @@ class DeflectionReport:
         out["title"] = self.title
         out["content_gaps"] = self.content_gaps.to_dict()
         out["money"] = self.money.to_dict() if self.money else None
+        out["email"] = self.mail.to_dict() if self.mail else None
         out["definitions"] = dict(DEFINITIONS)
         return out
 
@@ -107,6 +112,7 @@ def build_report(
     titles: dict[str, str] | None = None,
     title: str = "Deflection report",
     costs: TicketCosts | None = None,
+    mail: MailSummary | None = None,
 ) -> DeflectionReport:
     """The report: the measured figures plus content-gap themes (``vectors`` groups them by
     meaning), article titles (``titles``: article id -> title, from the current index) and
@@ -126,6 +132,7 @@ def build_report(
         title=title,
         article_titles=dict(titles or {}),
         money=money(measured, costs) if costs else None,
+        mail=mail if mail is not None and mail.messages else None,
     )
 
 
@@ -181,6 +188,13 @@ def to_csv(report: DeflectionReport) -> str:
                 w.writerow(["incremental_by_channel", ch, f"{k}_high", _plain(v[1])])
             elif k != "note":
                 w.writerow(["incremental_by_channel", ch, k, _plain(v)])
+    if report.mail:
+        for k, v in report.mail.to_dict().items():
+            if isinstance(v, dict):
+                for kk, vv in sorted(v.items()):
+                    w.writerow(["email", k, kk, _plain(vv)])
+            else:
+                w.writerow(["email", "", k, _plain(v)])
     if report.money:
         cash = report.money
         w.writerow(["money", "", "currency", cash.currency])
@@ -378,6 +392,37 @@ def _warn(v: int) -> str:
     return f"<span class='warn'>{_num(v)}</span>"
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _mail_section(mail: MailSummary | None) -> str:
+    """The e-mail section (empty without inbound mail)."""
+    if mail is None:
+        return ""
+    e = html.escape
+    pairs = lambda d: ", ".join(f"{e(k)} {v:,}" for k, v in sorted(d.items())) or "none"  # noqa: E731
+    unconfirmed = mail.replies.get("unconfirmed", 0)
+    return f"""<section id="email"><h2>E-mail</h2>
+<p>{mail.messages:,} messages in {mail.threads:,} threads ({mail.followups:,} further messages on a thread).
+Outcomes: {pairs(mail.by_outcome)}.</p>
+<p>Acknowledgements: {pairs(mail.replies)}; {mail.with_articles:,} carried articles. Not acknowledged, by reason:
+{pairs(mail.not_answered)}.{
+        f" <b>{unconfirmed:,} unconfirmed</b> (interrupted while sending, never sent again:"
+        " see <code>deflect mail status</code>)."
+        if unconfirmed
+        else ""
+    }</p>
+<p>First-response time (first message to acknowledgement, {mail.first_responses:,} threads): median
+{_duration(mail.first_response_median)}, 90th percentile {_duration(mail.first_response_p90)}.</p></section>"""
+
+
 def to_html(report: DeflectionReport) -> str:
     """One self-contained HTML page (inline CSS and SVG, no script, nothing fetched)."""
     m = report.measurement
@@ -491,11 +536,13 @@ def to_html(report: DeflectionReport) -> str:
 {p.window_hours:g} h. Variants: {e(", ".join(f"{k} {v:,}" for k, v in m.sessions_by_variant.items()))}.</p>
 <section id="headline"><h2>Headline</h2><div class="cards">{cards_html}</div></section>
 <section id="incremental"><h2>Incremental deflection (control vs treatment)</h2>
-<p>Among sessions where the engine had something to show, the share that sent the form within the window.
+<p>Among sessions where the engine had something to show, the share that sent the form (for e-mail: wrote
+again on the thread) within the window.
 The control group was shown nothing. {inc.pending:,} eligible sessions are still pending.</p>
 {_svg_ab(inc)}
 <h3>By channel</h3>
 {_table(channel_rows, channel_cols)}{money_notes}</section>
+{_mail_section(report.mail)}
 <section id="not-counted"><h2>Not counted</h2>
 <p>{g.rejected_events:,} events were rejected by the server and {g.flagged_sessions:,} sessions were flagged as not
 a person; none of them is in any figure above.</p>

@@ -17,6 +17,11 @@ The observed deflection rate (opened, no ticket) also counts customers who opene
 article and left without sending the form for other reasons, so it differs from the
 true effect; that difference is what the control group is for.
 
+E-mail sessions (``channels``) are shaped like mail: the session is a thread, its first
+message gets an acknowledgement (with the articles unless control) a few seconds later,
+recorded in ``mail_messages`` with its first-response time; the ticket the customer still
+needs is a further message on the thread hours later (``mail_followup``), never a form.
+
 Realism the estimator must survive: a share of sessions never trigger a suggest call,
 events arrive late and out of order, about 2% are sent twice (retries), and
 ``form_abandoned`` beacons are sometimes lost.
@@ -35,7 +40,7 @@ from deflect.engine import SuggestQuery, SuggestResult
 from deflect.eval.queries import LabeledQuery
 from deflect.events import suggest_record
 from deflect.experiment import CONTROL, assign_variant
-from deflect.store.base import CHANNELS, Event, EventStore, SuggestRecord
+from deflect.store.base import CHANNELS, Event, EventStore, MailRecord, SuggestRecord
 
 
 @dataclass
@@ -115,6 +120,7 @@ def simulate(
     span = (end - start).total_seconds()
     recs: list[SuggestRecord] = []
     events: list[Event] = []
+    mails: list[MailRecord] = []
     n_rows = 0
 
     def sec(x: float) -> timedelta:
@@ -129,11 +135,14 @@ def simulate(
 
     def flush() -> None:
         nonlocal n_rows
-        n_rows += len(recs) + len(events)
+        n_rows += len(recs) + len(events) + len(mails)
         rng.shuffle(events)  # arrival order is not client order
         store.bulk_load(recs, events, simulated=True)  # one transaction (COPY on PostgreSQL)
+        if mails:
+            store.mail_claim_many(mails)
         recs.clear()
         events.clear()
+        mails.clear()
 
     for i in range(sessions):
         sid = f"sim{seed}-{i:07d}"
@@ -147,6 +156,7 @@ def simulate(
         variant = assign_variant(sid, control_share, salt)
         shown = a.would_show if a.eligible and variant != CONTROL else []
         rid = f"{sid}-r1"
+        mail = names[channel_of[i]] == "email"
         recs.append(
             replace(
                 a,
@@ -160,8 +170,28 @@ def simulate(
             )
         )
         p_submit = base_submit
-        now = t + sec(rng.uniform(0.3, 1.5))
+        now = t + sec(rng.uniform(0.3, 1.5) if not mail else rng.uniform(2, 30))  # mail: the acknowledgement
         n = 0
+        if mail:
+            mails.append(
+                MailRecord(
+                    f"<{sid}@sim>",
+                    "simulated",
+                    sid,
+                    f"sender-{sid}",
+                    t,
+                    "triaged",
+                    rid,
+                    variant,
+                    a.intent_label,
+                    "support",
+                    "normal",
+                    reply_state="sent",
+                    reply_articles=bool(shown),
+                    replied_at=now,
+                    simulated=True,
+                )  # fmt: skip
+            )
         if shown:
             emit(sid, n, "suggestions_shown", now, request_id=rid)
             n += 1
@@ -179,8 +209,15 @@ def simulate(
             now += sec(rng.uniform(5, 120))
             emit(sid, n, "feedback", now, request_id=rid, article_id=events[-1].article_id, helpful=bool(helpful))
             n += 1
-        if submits:
+        if submits and mail:  # the customer writes again on the thread, hours later
+            again = now + sec(rng.uniform(600, 0.9 * window.total_seconds()))
+            emit(sid, n, "mail_followup", again, request_id=rid)
+            mails.append(MailRecord(f"<{sid}-2@sim>", "simulated", sid, f"sender-{sid}", again, "triaged",
+                                    followup=True, reply_reason="followup", simulated=True))  # fmt: skip
+        elif submits:
             emit(sid, n, "form_submitted", now + sec(rng.uniform(20, 900)))
+        elif mail:
+            pass  # no beacon: silence on the thread is the resolution
         elif rng.random() < 0.7:  # the beacon is sometimes lost
             emit(sid, n, "form_abandoned", now + sec(rng.uniform(10, 600)))
         if len(recs) >= batch:

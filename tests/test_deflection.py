@@ -251,7 +251,7 @@ def test_report_renders_from_the_typed_measurement(scenario):
     m = measure(scenario.recs, scenario.events, now=NOW)
     rep = build_report(m, titles={"a1": "Reset your password"})
     d = json.loads(to_json(rep))
-    extra = ["title", "content_gaps", "money", "definitions"]
+    extra = ["title", "content_gaps", "money", "email", "definitions"]
     assert list(d) == [k for k in MEASUREMENT_KEYS if k != "gap_queries"] + extra
     assert {a["article_id"]: a["title"] for a in d["by_article"]} == {"a1": "Reset your password", "a2": ""}
     assert d["content_gaps"]["queries"] == len(m.gap_queries) == rep.content_gaps.queries

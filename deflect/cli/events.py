@@ -134,7 +134,7 @@ def report_cmd(
         raise InvalidInputError("--since must be before --until", field="since")
     settings = settings_for(home, database_url=database_url)
     rules = BotRules.from_settings(settings)
-    measured = None
+    measured = mail = None
     if from_export is not None:
         recs, events = read_export(from_export)
         measured = measure(recs, events, since=t0, until=t1, window=win, rules=rules)
@@ -157,6 +157,9 @@ def report_cmd(
                 events = store.events(since=t0 - win if t0 else None, until=hi)
                 rejected = store.rejected(since=t0, until=hi)
                 measured = measure(recs, events, since=t0, until=t1, window=win, rejected=rejected, rules=rules)
+            from deflect.eval.mail_report import mail_summary
+
+            mail = mail_summary(store, since=t0, until=t1, include_simulated=include_simulated)
             simulated_rows = 0 if include_simulated else store.count_simulated()
         finally:
             store.close()
@@ -171,7 +174,9 @@ def report_cmd(
 
         emb = load_embedder(settings)
         vectors = emb.encode
-    rep = build_report(measured, vectors=vectors, titles=_titles(settings.home), costs=ticket_costs(settings))
+    rep = build_report(
+        measured, vectors=vectors, titles=_titles(settings.home), costs=ticket_costs(settings), mail=mail
+    )
     text = {"html": to_html, "json": to_json, "csv": to_csv}[fmt](rep)
     if out is None and fmt == "html":
         out = Path("report.html")

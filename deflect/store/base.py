@@ -253,6 +253,13 @@ class StoreBase:
         sql = f"INSERT INTO mail_messages ({cols}) VALUES ({marks}) ON CONFLICT (message_key) DO NOTHING"
         return self.modify_all([(sql, m.values())])[0] == 1
 
+    def mail_claim_many(self, records: Sequence[MailRecord]) -> int:
+        """Store many messages in one transaction (``deflect simulate``); returns how many were new."""
+        cols = ", ".join(MAIL_COLUMNS)
+        marks = ", ".join(f":{c}" for c in MAIL_COLUMNS)
+        sql = f"INSERT INTO mail_messages ({cols}) VALUES ({marks}) ON CONFLICT (message_key) DO NOTHING"
+        return sum(self.modify_all([(sql, m.values()) for m in records])) if records else 0
+
     def mail_update(self, key: str, expect_state: str | None = None, **changes) -> bool:
         """Change columns of one stored message; with ``expect_state``, only if its
         ``reply_state`` is that (a compare-and-set). True when the row changed."""
