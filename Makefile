@@ -31,7 +31,7 @@ DEMO_INTENTS := examples/intents.csv $(foreach l,$(LANGS),examples/$(l)/intents.
 
 # the demo's policy goes into the data home's settings file (deflect.toml), so that serve,
 # suggest, simulate and report all read it: the intents that must always reach a person, and
-# the articles linked to intents
+# the articles linked to intents, and inbound e-mail's queues by intent
 # ingest makes no new version when nothing changed; the model is trained again only when the
 # labeled intents changed (the stamp in the data home is newer than them)
 demo: install
@@ -39,12 +39,17 @@ demo: install
 	$(MAKE) --no-print-directory $(HOME_DIR)/.demo-model
 	$(DEMO_ENV) $(BIN)/deflect config set never_deflect account_compromised,billing_dispute
 	$(DEMO_ENV) $(BIN)/deflect config set intent_articles examples/intent_articles.json
+	$(DEMO_ENV) $(BIN)/deflect config set mail_queues examples/mail/queues.json
 
 $(HOME_DIR)/.demo-model: $(DEMO_INTENTS)
 	$(DEMO_ENV) $(BIN)/deflect train $(DEMO_INTENTS) --oos-label out_of_scope --promote
 	touch $@
 
+# the demo mailbox is replayed into the service once (a message already recorded is skipped):
+# acknowledgements land in $(HOME_DIR)/mail/outbox, the e-mail figures in the report
 run: demo
+	$(DEMO_ENV) DEFLECT_PUBLIC_URL=http://127.0.0.1:$(PORT) $(BIN)/deflect mail triage examples/mail/demo.mbox --deliver >/dev/null
+	$(DEMO_ENV) $(BIN)/deflect mail status
 	$(DEMO_ENV) $(BIN)/deflect serve --host 127.0.0.1 --port $(PORT)
 
 test: install

@@ -4,14 +4,18 @@ Chinese and Indonesian, with greetings, signatures, quoted history and HTML-only
 beside the same queries sent as the form sends them, in the same run, on the demo's
 four-language index and intent model (built here as `make demo` builds them).
 
-Figures: the answering article in the top 1 and top 3 and the share answered (not
-abstained), for both paths; and messages per second through ``POST /v1/inbound`` (one client,
-in process, recording on), beside ``POST /v1/suggest`` with the same texts.
+Figures, for both paths: the intent (against the hand label in ``X-Demo-Intent``) and the
+queue it routes to (the demo's ``examples/mail/queues.json``, else ``support``), the
+answering article in the top 1 and top 3, and the share answered (not abstained); and
+messages per second through ``POST /v1/inbound`` (one client, in process: each message
+recorded, triaged, and acknowledged into the outbox Maildir), beside ``POST /v1/suggest``
+with the same texts.
 """
 
 from __future__ import annotations
 
 import email
+import json
 import mailbox
 import subprocess
 import sys
@@ -49,7 +53,10 @@ def run(work: Path, row) -> list[str]:
     if not BOX.exists():
         return ["mail: examples/mail/demo.mbox is missing (python examples/mail/build.py makes it)"]
     home = _demo_home(work)
-    settings = Settings(home=home, control_share=0.0, rate_limit_suggest="", rate_limit_suggest_session="")
+    queues = json.loads((ROOT / "examples" / "mail" / "queues.json").read_text(encoding="utf-8"))
+    links = str(ROOT / "examples" / "intent_articles.json")
+    settings = Settings(home=home, control_share=0.0, rate_limit_suggest="", rate_limit_suggest_session="",
+                        mail_queues=queues, intent_articles=links)  # fmt: skip
     engine = Engine(settings)
     box = mailbox.mbox(BOX)
     raws = [box.get_bytes(k) for k in box.iterkeys()]
@@ -58,15 +65,30 @@ def run(work: Path, row) -> list[str]:
         head = email.message_from_bytes(raw, policy=policy.default)
         if head.get("X-Demo-Article"):
             cases.append(
-                (raw, str(head["X-Demo-Article"]), str(head.get("X-Demo-Subject") or ""), str(head["X-Demo-Query"]))
+                (
+                    raw,
+                    str(head["X-Demo-Article"]),
+                    str(head.get("X-Demo-Subject") or ""),
+                    str(head["X-Demo-Query"]),
+                    str(head["X-Demo-Intent"]),
+                )  # fmt: skip
             )
-    mail_top, form_top = [], []
-    for raw, _article, subject, query in cases:
+    mail_top, form_top, mail_intent, form_intent = [], [], [], []
+    for raw, _article, subject, query, _intent in cases:
         t, _, _ = triage(engine, parse_message(raw))
         mail_top.append([s["article_id"] for s in t.suggestions])
+        mail_intent.append(t.intent or "out_of_scope")
         res = engine.suggest(SuggestQuery(subject=subject, description=query))
         form_top.append([s.article_id for s in res.suggestions])
+        form_intent.append(res.intent.label if res.intent and not res.intent.out_of_scope else "out_of_scope")
     expected = [c[1] for c in cases]
+    labels = [c[4] for c in cases]
+
+    def queue(intent: str) -> str:
+        return queues.get(intent, settings.mail_default_queue)
+
+    def accuracy(predicted, key=lambda x: x):
+        return sum(key(p) == key(t) for p, t in zip(predicted, labels, strict=True)) / len(labels)
 
     def figures(tops):
         pairs = list(zip(expected, tops, strict=True))
@@ -80,6 +102,9 @@ def run(work: Path, row) -> list[str]:
     m1, m3, ma = figures(mail_top)
     f1, f3, fa = figures(form_top)
     label = f"demo mailbox ({len(cases)} customers' messages)"
+    row("mail", label, "intent accuracy", accuracy(mail_intent), f"form, same queries: {accuracy(form_intent):.3f}")
+    row("mail", label, "queue accuracy", accuracy(mail_intent, queue),
+        f"form, same queries: {accuracy(form_intent, queue):.3f}")  # fmt: skip
     row("mail", label, "article@1", m1, f"form, same queries: {f1:.3f}")
     row("mail", label, "article@3", m3, f"form, same queries: {f3:.3f}")
     row("mail", label, "answered", ma, f"form, same queries: {fa:.3f}")
@@ -89,7 +114,7 @@ def run(work: Path, row) -> list[str]:
             assert c.post("/v1/inbound", content=raw, headers={"content-type": "message/rfc822"}).status_code == 200
         inbound = len(cases) / (time.perf_counter() - t0)
         t0 = time.perf_counter()
-        for _, _, subject, query in cases:
+        for _, _, subject, query, _ in cases:
             assert c.post("/v1/suggest", json={"subject": subject, "description": query}).status_code == 200
         form = len(cases) / (time.perf_counter() - t0)
     row(

@@ -8,6 +8,7 @@ environment; an environment variable still overrides it, and ``show`` says which
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,7 +36,7 @@ def _plain(value):
 def _parse(key: str, values: list[str]):
     """VALUE... as given on the command line, for ``key``: lists comma-separated or repeated,
     ``intent_articles`` as ``intent=article,article ...`` pairs or a JSON file of the mapping
-    (copied into the settings file)."""
+    (copied into the settings file), ``mail_queues`` as ``intent=queue`` pairs or a JSON file of them."""
     if key == "intent_articles" and len(values) == 1 and values[0].endswith(".json"):
         from deflect.engine import _read_mapping  # the mapping goes into the file: it travels with the home
 
@@ -48,6 +49,22 @@ def _parse(key: str, values: list[str]):
                 raise typer.BadParameter(f"{pair!r}: expected intent=article,article")
             out[intent.strip()] = [a.strip() for a in articles.split(",") if a.strip()]
         return out
+    if key == "mail_queues" and len(values) == 1 and values[0].endswith(".json"):
+        try:
+            queues = json.loads(Path(values[0]).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"{values[0]}: {exc}") from None
+        if not isinstance(queues, dict) or not all(isinstance(v, str) for v in queues.values()):
+            raise typer.BadParameter(f"{values[0]}: expected a JSON object of intent -> queue")
+        return queues
+    if key == "mail_queues" and any("=" in v for v in values):
+        queues: dict[str, str] = {}
+        for pair in ",".join(values).split(","):
+            intent, sep, queue = pair.partition("=")
+            if not sep or not intent.strip() or not queue.strip():
+                raise typer.BadParameter(f"{pair!r}: expected intent=queue")
+            queues[intent.strip()] = queue.strip()
+        return queues
     return ",".join(values) if len(values) > 1 else values[0]
 
 

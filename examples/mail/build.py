@@ -3,8 +3,9 @@ the demo queries written for this project, in English, Traditional and Simplifie
 Indonesian: first messages and replies with quoted history, signatures, HTML-only mail, and
 the mail nothing should answer (an auto-responder, a mailing list, a no-reply notification, a
 message with no text). Each customer message names the article that answers it in
-``X-Demo-Article`` and carries the query it was made from (``X-Demo-Subject``,
-``X-Demo-Query``), for evaluation beside the form. Run: python examples/mail/build.py
+``X-Demo-Article``, its intent (labeled by hand) in ``X-Demo-Intent``, and carries the query
+it was made from (``X-Demo-Subject``, ``X-Demo-Query``), for evaluation beside the form.
+Run: python examples/mail/build.py
 """
 
 from __future__ import annotations
@@ -59,6 +60,26 @@ NAMES = [
     "Rizky Pratama",
 ]
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+# the intent of each customer's message, labeled by hand for this mailbox (by the article that
+# answers it, the same in every language); out_of_scope where no intent of the demo's model
+# covers the question (setting up, audit logs, a second trial, Slack privacy)
+INTENTS = {
+    "acc-001": "out_of_scope", "acc-003": "change_email", "acc-004": "password_reset", "acc-005": "delete_account",
+    "acc-006": "team_members", "sec-001": "two_factor", "sec-003": "account_compromised",
+    "sec-004": "api_and_webhooks", "sec-007|bil-001": "out_of_scope", "bil-002": "change_plan",
+    "bil-004": "invoices_and_vat", "bil-005": "payment_failed", "bil-006": "cancel_subscription",
+    "bil-007": "refund_request", "bil-009": "invoices_and_vat", "bil-010": "out_of_scope",
+    "int-001": "calendar_sync", "int-003|bil-001": "payment_integrations", "int-006": "payment_integrations",
+    "int-009": "out_of_scope", "tro-002": "reminders_not_sent", "tro-003": "calendar_sync",
+    "tro-006": "timezone_wrong_times", "tro-007": "booking_availability", "tro-009": "login_problem",
+}  # fmt: skip
+
+
+def intent_of(article_id: str) -> str:
+    """The hand label of a message answered by ``article_id`` (any language's copy)."""
+    for suffix in ("-zh-tw", "-zh-cn", "-id"):
+        article_id = article_id.removesuffix(suffix)
+    return INTENTS[article_id]
 
 
 def _msg(i: int, sender: str, subject: str, body: str, *, html: bool = False, **headers) -> EmailMessage:
@@ -93,7 +114,8 @@ def main() -> None:
             subject = r["subject"] or r["description"][:40]
             text = f"{hello}\n\n{r['description']}\n\n{thanks}\n{name}"
             # for evaluation: the article that answers it, and the query as the form would send it
-            headers = {"X_Demo_Article": r["article_id"], "X_Demo_Language": lang, "X_Demo_Subject": r["subject"],
+            headers = {"X_Demo_Article": r["article_id"], "X_Demo_Intent": intent_of(r["article_id"]),
+                       "X_Demo_Language": lang, "X_Demo_Subject": r["subject"],
                        "X_Demo_Query": r["description"]}  # fmt: skip
             if n % 4 == 1:  # a reply, with the history quoted below it
                 date = format_datetime(START + timedelta(hours=7 * i - 3))
