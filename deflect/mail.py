@@ -51,6 +51,8 @@ class InboundMail:
     automatic: str | None = None
     #: the parts that were not read: attachments, by content type
     skipped_parts: list[str] = field(default_factory=list)
+    #: what was wrong with its MIME structure (read leniently all the same)
+    defects: list[str] = field(default_factory=list)
 
     @property
     def thread(self) -> str:
@@ -85,6 +87,7 @@ def parse_message(raw: bytes) -> InboundMail:
         references=refs,
         headers=headers,
         skipped_parts=skipped,
+        defects=defects_of(msg),
     )
     mail.automatic = automatic(headers, sender, list_headers=[k for k in msg if k.lower().startswith("list-")])
     return mail
@@ -174,28 +177,43 @@ def _text_of(msg: EmailMessage) -> tuple[str, list[str]]:
     """The message's text (its text/plain part, else its HTML part as text) and the content
     types of the parts not read (attachments are never decoded)."""
     skipped: list[str] = []
-    plain = html = None
+    plain: list[tuple[bool, str]] = []  # (read without a defect, text), in order
+    html: list[tuple[bool, str]] = []
     for part in msg.walk():
         if part.is_multipart():
             continue
         ctype = part.get_content_type()
+        if part.get_content_maintype() == "multipart":  # a multipart without its boundary: its body is text
+            raw = part.get_payload(decode=True) or b""
+            plain.append((False, raw.decode("utf-8", "replace")))
+            continue
         if part.get_content_disposition() == "attachment" or not ctype.startswith("text/"):
             skipped.append(ctype)
             continue
+        clean = True
         try:
             content = part.get_content()
         except (LookupError, UnicodeError, ValueError):  # an unknown or wrong charset
             payload = part.get_payload(decode=True) or b""
-            content = payload.decode("utf-8", "replace")
-        if ctype == "text/plain" and plain is None:
-            plain = content
-        elif ctype == "text/html" and html is None:
-            html = content
-    if plain and plain.strip():
-        return plain, skipped
-    if html:
-        return html_to_text(html), skipped
+            content, clean = payload.decode("utf-8", "replace"), False
+        clean = clean and not part.defects
+        (plain if ctype == "text/plain" else html if ctype == "text/html" else []).append((clean, content))
+    # a part that decoded cleanly before one that did not (a broken part is read only if it is all there is)
+    for _, content in sorted(plain, key=lambda x: not x[0]):
+        if content.strip():
+            return content, skipped
+    for _, content in sorted(html, key=lambda x: not x[0]):
+        if content.strip():
+            return html_to_text(content), skipped
     return "", skipped
+
+
+def defects_of(msg: EmailMessage) -> list[str]:
+    """The MIME defects the parser found (missing boundary, bad base64, ...), by name."""
+    out = []
+    for part in msg.walk():
+        out += [type(d).__name__ for d in part.defects]
+    return sorted(set(out))
 
 
 @dataclass

@@ -22,7 +22,8 @@ triage --deliver`` share. For one message it:
 4. **Sends it at most once.** The composed message is stored with state ``pending`` before
    anything is sent, then set to ``sending`` by a compare-and-set, handed to the mail server,
    and set to ``sent`` (its text is then deleted from the store). A refusal before the server
-   took it is ``failed`` and is sent again by :meth:`MailDesk.reconcile`; a crash or an
+   took it is ``failed`` and is sent again by :meth:`MailDesk.reconcile` (at most
+   ``MAX_ATTEMPTS`` times in all); a crash or an
    unclear error while sending leaves ``sending``, which ``reconcile`` turns into
    ``unconfirmed`` and never sends again: a customer may miss an acknowledgement, but never
    gets two.
@@ -39,6 +40,7 @@ import logging
 import mailbox
 import smtplib
 import ssl
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -62,6 +64,10 @@ OUTCOMES = {
     "malformed": "not a readable message: recorded, nothing else done",
     "too_large": "larger than mail_max_bytes: recorded, not read",
 }
+#: a refused acknowledgement is tried this many times, then left for a person
+MAX_ATTEMPTS = 5
+#: seconds between retries of refused acknowledgements in a long-running process
+RECONCILE_EVERY = 300.0
 #: the ``reply_state`` values that count against a sender's daily acknowledgements
 _COUNTED = ("pending", "sending", "sent", "unconfirmed")
 
@@ -184,6 +190,7 @@ class MailDesk:
         self.store = store
         self.settings = engine.settings
         self.outbox = outbox if outbox is not None else outbox_for(self.settings)
+        self._next_reconcile = 0.0
 
     # ---- one message -------------------------------------------------------------------
     def handle_raw(self, raw: bytes, source: str, *, now: datetime | None = None) -> Handled:
@@ -224,6 +231,7 @@ class MailDesk:
             request_id=res.request_id if res else None, variant=res.variant if res else None, intent=t.intent,
             queue=t.queue, priority=t.priority, followup=followup, reply_state="none" if reason else "pending",
             reply_reason=reason, simulated=simulated,
+            error=("MIME defects, read leniently: " + ", ".join(mail.defects))[:500] if mail.defects else None,
         )  # fmt: skip
         reply = None if reason else compose_reply(mail, t, hours=self.settings.mail_reply_hours)
         if reply is None and not reason:
@@ -238,6 +246,8 @@ class MailDesk:
         self._store_triage(record, q, res, now)
         log.info("mail %s: %s, queue %s, %s, reply %s", key, outcome, t.queue, t.priority,
                  record.reply_state if not reason else f"none ({reason})")  # fmt: skip
+        if mail.defects:
+            log.warning("mail %s: malformed MIME (%s), read leniently", key, ", ".join(mail.defects))
         if record.reply_state == "pending":
             self.send(record)
             record = self.store.mail_messages(key=key)[0]
@@ -348,7 +358,10 @@ class MailDesk:
         from email import message_from_string, policy
 
         msg = message_from_string(stored[0].reply_message, policy=policy.default)
-        if not self.store.mail_update(record.message_key, expect_state=stored[0].reply_state, reply_state="sending"):
+        attempts = stored[0].attempts + 1
+        if not self.store.mail_update(
+            record.message_key, expect_state=stored[0].reply_state, reply_state="sending", attempts=attempts
+        ):
             return "sending"  # another process is sending it
         try:
             self.outbox.send(msg)
@@ -363,8 +376,7 @@ class MailDesk:
                       record.message_key, exc)  # fmt: skip
             return "unconfirmed"
         sent_at = utcnow()
-        self.store.mail_update(record.message_key, reply_state="sent", replied_at=sent_at, reply_message=None,
-                               error=None)  # fmt: skip
+        self.store.mail_update(record.message_key, reply_state="sent", replied_at=sent_at, reply_message=None)
         if stored[0].reply_articles and stored[0].request_id:  # the articles were shown, as the widget reports it
             self.store.write([], [[Event("mail-shown-" + _short(record.message_key), record.thread,
                                          "suggestions_shown", sent_at, sent_at, stored[0].request_id)]])  # fmt: skip
@@ -385,10 +397,23 @@ class MailDesk:
                 out["unconfirmed"] += 1
                 log.warning("mail %s: acknowledgement interrupted while sending; not sent again", r.message_key)
         for r in self.store.mail_messages(states=("pending", "failed")):
+            if r.reply_state == "failed" and r.attempts >= MAX_ATTEMPTS:
+                continue  # refused this often: left for a person (deflect mail status)
             state = self.send(r)
             if state in out:
                 out[state] += 1
+        self._next_reconcile = time.monotonic() + RECONCILE_EVERY
         return out
+
+    def maybe_reconcile(self) -> None:
+        """:meth:`reconcile` when the last one is more than ``RECONCILE_EVERY`` seconds old
+        (a long-running server retries refused acknowledgements this way)."""
+        if time.monotonic() >= self._next_reconcile:
+            try:
+                self.reconcile()
+            except Exception as exc:  # the store or the mail server is down: next time
+                log.warning("mail: reconcile failed: %s", exc)
+                self._next_reconcile = time.monotonic() + RECONCILE_EVERY
 
 
 def _short(key: str) -> str:

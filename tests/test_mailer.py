@@ -279,3 +279,59 @@ def test_the_solved_link_records_feedback_with_the_sessions_token(engine, store,
     feedback = [e for e in store.events() if e.type == "feedback"]
     assert len(feedback) == 1 and feedback[0].helpful and feedback[0].article_id == "pw"
     assert feedback[0].session_id == form["s"] and [r.reason for r in store.rejected()] == ["bad_token"]
+
+
+BROKEN_MIME = [
+    # a part with an unknown charset and broken base64, then a good part; no closing boundary
+    b"From: ana@example.com\r\nSubject: my password\r\nMessage-ID: <b1@c>\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="XYZ"\r\n\r\n--XYZ\r\nContent-Type: text/plain; charset=klingon\r\n'
+    b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64@@@\r\n--XYZ\r\nContent-Type: text/plain\r\n\r\n"
+    b"reset my password please\r\n",
+    # multipart without a boundary at all
+    b"From: ana@example.com\r\nSubject: help\r\nMessage-ID: <b2@c>\r\nContent-Type: multipart/alternative\r\n\r\n"
+    b"no boundary at all, reset my password\r\n",
+]
+
+
+@pytest.mark.parametrize("raw", BROKEN_MIME)
+def test_malformed_mime_is_read_leniently_and_says_so(engine, store, smtp, raw, caplog):
+    sink, port = smtp
+    h = desk_for(engine, store, port).handle_raw(raw, "t")
+    assert h.record.outcome == "triaged" and h.triage.suggestions[0]["article_id"] == "pw"
+    assert h.record.error.startswith("MIME defects, read leniently:") and "malformed MIME" in caplog.text
+    assert len(sink.received) == 1
+
+
+def test_a_refused_acknowledgement_is_tried_a_bounded_number_of_times(engine, store):
+    from deflect import mailer
+
+    class Refusing:
+        def __init__(self):
+            self.tries = 0
+
+        def send(self, msg):
+            self.tries += 1
+            raise SendRefused("550 mailbox unavailable")
+
+    box = Refusing()
+    desk = MailDesk(engine, store, box)
+    desk.handle_raw(message("refund my card payment", message_id="<r1@c>"), "t")
+    for _ in range(mailer.MAX_ATTEMPTS + 3):
+        desk.reconcile()
+    (row,) = store.mail_messages(key="<r1@c>")
+    assert row.reply_state == "failed" and row.attempts == mailer.MAX_ATTEMPTS == box.tries
+    assert "550" in row.error
+
+
+def test_a_restarted_server_sends_what_a_crash_left_pending(engine, store, smtp):
+    from deflect.store.base import MailRecord, utcnow
+
+    sink, port = smtp
+    engine.settings.smtp_host, engine.settings.smtp_port, engine.settings.smtp_security = "127.0.0.1", port, "none"
+    ack = "From: help@tidewell.app\nTo: ana@example.com\nSubject: Re: x\nMessage-ID: <ack1@tidewell.app>\n\nThanks\n"
+    store.mail_claim(MailRecord("<p1@c>", "inbound", "mail-p1", "h", utcnow(), "triaged", reply_state="pending",
+                                reply_message=ack))  # fmt: skip
+    with TestClient(create_app(engine.settings, engine=engine)):
+        pass  # the start reconciles, off the request path; the shutdown waits for it
+    assert [m["Message-ID"] for m in sink.received] == ["<ack1@tidewell.app>"]
+    assert store.mail_messages(key="<p1@c>")[0].reply_state == "sent"

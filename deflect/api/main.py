@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -149,11 +150,17 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             app.state.engine = engine
         _ = app.state.engine.provenance  # the deployment secret: a bad one stops the start
         _open_recorder(app, settings)
+        # inbound e-mail: acknowledgements a crash left unsent are sent now, off the start's path
+        from deflect.api.routes.inbound import open_desk
+
+        desk_start = threading.Thread(target=open_desk, args=(app, app.state.engine), name="mail-desk", daemon=True)
+        desk_start.start()
         try:
             yield
         finally:
             if app.state.recorder is not None:
                 app.state.recorder.close()
+            desk_start.join(timeout=10)
             if getattr(app.state, "mail_desk", None) is not None:
                 app.state.mail_desk.store.close()
 

@@ -344,7 +344,7 @@ REPLY_STATES = ("none", "pending", "sending", "sent", "failed", "unconfirmed")
 MAIL_COLUMNS = (
     "message_key", "source", "thread", "sender", "received_at", "outcome", "request_id", "variant", "intent",
     "queue", "priority", "followup", "reply_state", "reply_reason", "reply_id", "reply_articles", "replied_at",
-    "error", "simulated", "reply_message",
+    "error", "simulated", "reply_message", "attempts",
 )  # fmt: skip
 
 
@@ -380,6 +380,8 @@ class MailRecord:
     simulated: bool = False
     #: the composed acknowledgement while it is not yet sent (deleted once it is)
     reply_message: str | None = None
+    #: how many times it was handed to the mail server
+    attempts: int = 0
 
     def values(self) -> dict:
         return {c: getattr(self, c) for c in MAIL_COLUMNS}
@@ -446,7 +448,8 @@ def _mail_tables(ts: str, flag: str, no: str) -> tuple[str, ...]:
             replied_at {ts},
             error TEXT,
             simulated {flag} NOT NULL DEFAULT {no},
-            reply_message TEXT
+            reply_message TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0
         )""",
         "CREATE INDEX mail_thread ON mail_messages (thread, received_at)",
         "CREATE INDEX mail_sender ON mail_messages (sender, received_at)",

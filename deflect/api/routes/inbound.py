@@ -9,6 +9,7 @@ import html
 import json
 import logging
 import re
+import threading
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -87,6 +88,7 @@ async def inbound(request: Request, engine: EngineDep):
         return _store_unavailable()
 
     def handle():  # record, triage and acknowledge in one trip to the pool, as /v1/suggest does
+        desk.maybe_reconcile()
         if mail is None:
             return desk.handle_raw(raw, "inbound")
         return desk.handle(mail, "inbound")
@@ -102,23 +104,32 @@ async def inbound(request: Request, engine: EngineDep):
     return JSONResponse(content=body, headers=headers)
 
 
+_DESK_LOCK = threading.Lock()
+
+
 def _desk(request: Request, engine):
-    """The app's :class:`~deflect.mailer.MailDesk`, with its own connection to the event store
-    (made on first use; None while the store cannot be opened)."""
+    """The app's :class:`~deflect.mailer.MailDesk`."""
+    return open_desk(request.app, engine)
+
+
+def open_desk(app, engine):
+    """The app's :class:`~deflect.mailer.MailDesk`, with its own connection to the event store,
+    made once (at start, by the lifespan, or on first use) and reconciled then: what a crash
+    left unsent is sent, what it left half-sent is marked. None while the store cannot be opened."""
     from deflect.mailer import MailDesk
     from deflect.store import open_store
 
-    state = request.app.state
-    desk = getattr(state, "mail_desk", None)
-    if desk is None:
-        settings = engine.settings
-        try:
-            desk = MailDesk(engine, open_store(settings.database_url, settings.home))
-        except StoreError as exc:
-            log.warning("inbound mail: the event store cannot be opened: %s", exc)
-            return None
-        desk.reconcile()
-        state.mail_desk = desk
+    with _DESK_LOCK:
+        desk = getattr(app.state, "mail_desk", None)
+        if desk is None:
+            settings = engine.settings
+            try:
+                desk = MailDesk(engine, open_store(settings.database_url, settings.home))
+            except StoreError as exc:
+                log.warning("inbound mail: the event store cannot be opened: %s", exc)
+                return None
+            app.state.mail_desk = desk
+    desk.maybe_reconcile()
     return desk
 
 
