@@ -53,11 +53,15 @@ class InboundMail:
     skipped_parts: list[str] = field(default_factory=list)
     #: what was wrong with its MIME structure (read leniently all the same)
     defects: list[str] = field(default_factory=list)
+    #: the thread, when it is known otherwise (a reply to one of our acknowledgements)
+    thread_id: str | None = None
 
     @property
     def thread(self) -> str:
         """An id for the conversation: the first message it replies to, else its own id (a
         message without one: its sender and subject)."""
+        if self.thread_id:
+            return self.thread_id
         root = self.references[0] if self.references else self.in_reply_to
         key = root or self.message_id or f"{self.sender}\n{self.subject}"
         return "mail-" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:24]

@@ -215,6 +215,9 @@ class MailDesk:
         if known:
             return self._again(known[0], mail)
         sender = self.sender_key(mail.sender)
+        ours = [m for m in (mail.in_reply_to, *mail.references) if m]
+        if ours and (acked := self.store.mail_messages(reply_ids=ours)):
+            mail.thread_id = acked[0].thread  # a reply to our acknowledgement: that thread, however it quotes
         earlier = self.store.mail_messages(thread=mail.thread)
         followup = any(r.sender == sender and r.received_at <= now for r in earlier if sender)
         t, q, res = triage(self.engine, mail)

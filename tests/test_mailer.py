@@ -66,9 +66,10 @@ def engine(tmp_path, home, fake_embedder):
     return Engine(s, fake_embedder)
 
 
-@pytest.fixture
-def store(home):
-    st = open_store("", home)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, home):
+    """The event store: SQLite in the data home, and PostgreSQL when DEFLECT_TEST_DATABASE_URL is set."""
+    st = open_store("" if request.param == "sqlite" else request.getfixturevalue("pg_url"), home)
     yield st
     st.close()
 
@@ -267,6 +268,7 @@ def test_the_solved_link_records_feedback_with_the_sessions_token(engine, store,
     desk = desk_for(engine, store, port)
     desk.handle_raw(message("reset my password", message_id="<s1@c>"), "t")
     link = re.search(r"https://help\.tidewell\.app(/v1/mail/solved\?\S+)", sink.received[0].get_content()).group(1)
+    engine.settings.database_url = store.url  # the app's recorder writes where the test reads
     with TestClient(create_app(engine.settings, engine=engine)) as c:
         page = c.get(link)
         assert page.status_code == 200 and "Yes, this solved it" in page.text
@@ -328,6 +330,7 @@ def test_a_restarted_server_sends_what_a_crash_left_pending(engine, store, smtp)
 
     sink, port = smtp
     engine.settings.smtp_host, engine.settings.smtp_port, engine.settings.smtp_security = "127.0.0.1", port, "none"
+    engine.settings.database_url = store.url
     ack = "From: help@tidewell.app\nTo: ana@example.com\nSubject: Re: x\nMessage-ID: <ack1@tidewell.app>\n\nThanks\n"
     store.mail_claim(MailRecord("<p1@c>", "inbound", "mail-p1", "h", utcnow(), "triaged", reply_state="pending",
                                 reply_message=ack))  # fmt: skip
@@ -335,3 +338,16 @@ def test_a_restarted_server_sends_what_a_crash_left_pending(engine, store, smtp)
         pass  # the start reconciles, off the request path; the shutdown waits for it
     assert [m["Message-ID"] for m in sink.received] == ["<ack1@tidewell.app>"]
     assert store.mail_messages(key="<p1@c>")[0].reply_state == "sent"
+
+
+def test_a_reply_to_the_acknowledgement_joins_the_thread_however_it_quotes(engine, store, smtp):
+    sink, port = smtp
+    desk = desk_for(engine, store, port)
+    first = desk.handle_raw(message("reset my password", message_id="<q1@c>"), "t")
+    ack_id = sink.received[0]["Message-ID"]
+    # the customer's client quotes only our acknowledgement (no References to their own message)
+    again = desk.handle_raw(message("it still fails", message_id="<q2@c>", In_Reply_To=ack_id), "t")
+    assert again.record.thread == first.record.thread and again.record.followup
+    assert again.record.reply_reason == "followup" and len(sink.received) == 1
+    (sug,) = [r for r in store.suggestions() if r.request_id == again.record.request_id]
+    assert sug.session_id == first.record.thread

@@ -277,11 +277,17 @@ class StoreBase:
         key: str | None = None,
         thread: str | None = None,
         states: Sequence[str] = (),
+        reply_ids: Sequence[str] = (),
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[MailRecord]:
-        """Stored messages matching every condition given, oldest first."""
+        """Stored messages matching every condition given, oldest first (``reply_ids``: whose
+        acknowledgement has one of these ``Message-ID``s)."""
         cond, params = [], {}
+        if reply_ids:
+            ids = list(reply_ids)[:100]
+            cond.append("reply_id IN (" + ", ".join(f":r{i}" for i in range(len(ids))) + ")")
+            params.update({f"r{i}": v for i, v in enumerate(ids)})
         for col, val in (("message_key", key), ("thread", thread)):
             if val is not None:
                 cond.append(f"{col} = :{col}")
@@ -455,6 +461,7 @@ def _mail_tables(ts: str, flag: str, no: str) -> tuple[str, ...]:
         "CREATE INDEX mail_sender ON mail_messages (sender, received_at)",
         "CREATE INDEX mail_received ON mail_messages (received_at)",
         "CREATE INDEX mail_reply_state ON mail_messages (reply_state)",
+        "CREATE INDEX mail_reply_id ON mail_messages (reply_id)",
         f"""CREATE TABLE mail_cursors (
             mailbox TEXT PRIMARY KEY,
             uidvalidity BIGINT NOT NULL,
