@@ -101,6 +101,12 @@ def test_html_report_is_self_contained_with_its_sections_and_figures(simulated, 
     assert r["content_gaps"]["themes"][0]["name"] in text
     headline = doc.css_first("section#headline").text()
     assert "Tickets avoided" in headline and "Self-reported deflection" in headline
+    # the simulation's e-mail threads: their acknowledgements and first-response time
+    mail = r["email"]
+    assert mail["threads"] == mail["first_responses"] > 1000 and mail["followups"] > 0
+    assert mail["replies"]["sent"] == mail["first_responses"] and 2 <= mail["first_response_median"] <= 30
+    section = doc.css_first("section#email").text()
+    assert f"{mail['messages']:,} messages" in section and "First-response time" in section
 
 
 def test_csv_carries_the_same_figures(simulated):
@@ -114,6 +120,8 @@ def test_csv_carries_the_same_figures(simulated):
     )
     assert int(got[("summary", "", "sessions")]) == js["sessions"]
     assert any(k[0] == "by_article" for k in got) and any(k[0] == "content_gaps" for k in got)
+    assert int(got[("email", "", "messages")]) == js["email"]["messages"] > 0
+    assert int(got[("email", "replies", "sent")]) == js["email"]["replies"]["sent"]
 
 
 def test_export_jsonl_and_parquet_and_report_from_an_export(simulated, tmp_path):
@@ -166,12 +174,14 @@ def test_the_report_prices_tickets_avoided_per_channel(simulated, monkeypatch):
     home, url = simulated
     monkeypatch.setenv("DEFLECT_TICKET_COST", "6.5")
     monkeypatch.setenv("DEFLECT_TICKET_COST_CHAT", "4")
+    monkeypatch.setenv("DEFLECT_TICKET_COST_EMAIL", "9")
     monkeypatch.setenv("DEFLECT_CURRENCY", "EUR")
     r = json.loads(report(home, url, "--format", "json", "--themes-by", "words"))
     cash, by_channel = r["money"], r["incremental_by_channel"]
     assert set(by_channel) == {"form", "chat", "email"}  # the simulation's channels
     rows = {c["channel"]: c for c in cash["by_channel"]}
     assert rows["chat"]["cost_per_ticket"] == 4 and rows["form"]["cost_per_ticket"] == 6.5
+    assert rows["email"]["cost_per_ticket"] == 9
     for ch, row in rows.items():
         assert row["saved"] == pytest.approx(by_channel[ch]["tickets_avoided"] * row["cost_per_ticket"])
     assert cash["saved"] == pytest.approx(sum(c["saved"] for c in rows.values())) and cash["currency"] == "EUR"
