@@ -147,10 +147,10 @@ def test_export_jsonl_and_parquet_and_report_from_an_export(simulated, tmp_path)
 
 def test_events_info_and_migrate(simulated, tmp_path):
     home, url = simulated
-    assert "schema:      4" in cli("events", "info", "--home", str(home), "--database-url", url)
+    assert "schema:      5" in cli("events", "info", "--home", str(home), "--database-url", url)
     fresh = f"sqlite:///{tmp_path / 'new.db'}"
     migrated = cli("events", "migrate", "--home", str(home), "--database-url", fresh)
-    assert "schema 0 -> 4 (applied 1, 2, 3, 4)" in migrated
+    assert "schema 0 -> 5 (applied 1, 2, 3, 4, 5)" in migrated
     assert "(up to date)" in cli("events", "migrate", "--home", str(home), "--database-url", fresh)
 
 
