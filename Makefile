@@ -47,10 +47,12 @@ $(HOME_DIR)/.demo-model: $(DEMO_INTENTS)
 
 # the demo mailbox is replayed into the service once (a message already recorded is skipped):
 # acknowledgements land in $(HOME_DIR)/mail/outbox, the e-mail figures in the report
+RUN_ENV := $(DEMO_ENV) DEFLECT_PUBLIC_URL=http://127.0.0.1:$(PORT)
+
 run: demo
-	$(DEMO_ENV) DEFLECT_PUBLIC_URL=http://127.0.0.1:$(PORT) $(BIN)/deflect mail triage examples/mail/demo.mbox --deliver >/dev/null
-	$(DEMO_ENV) $(BIN)/deflect mail status
-	$(DEMO_ENV) $(BIN)/deflect serve --host 127.0.0.1 --port $(PORT)
+	$(RUN_ENV) $(BIN)/deflect mail triage examples/mail/demo.mbox --deliver >/dev/null
+	$(RUN_ENV) $(BIN)/deflect mail status
+	$(RUN_ENV) $(BIN)/deflect serve --host 127.0.0.1 --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest -q
