@@ -151,9 +151,10 @@ def message_key(mail: InboundMail | None, raw: bytes | None = None) -> str:
     return "sha256:" + hashlib.sha256(basis).hexdigest()
 
 
-def solved_link(base_url: str, thread: str, token: str, article_id: str) -> str:
-    """The "this solved it" link of one article in an acknowledgement (``GET /v1/mail/solved``)."""
-    q = urlencode({"s": thread, "t": token, "a": article_id}, quote_via=quote)
+def solved_link(base_url: str, thread: str, token: str, article_id: str, lang: str = "en") -> str:
+    """The "this solved it" link of one article in an acknowledgement (``GET /v1/mail/solved``;
+    ``lang``, the acknowledgement's language, chooses the page's words)."""
+    q = urlencode({"s": thread, "t": token, "a": article_id, "l": lang}, quote_via=quote)
     return f"{base_url.rstrip('/')}/v1/mail/solved?{q}"
 
 
@@ -219,7 +220,8 @@ class MailDesk:
         if ours and (acked := self.store.mail_messages(reply_ids=ours)):
             mail.thread_id = acked[0].thread  # a reply to our acknowledgement: that thread, however it quotes
         earlier = self.store.mail_messages(thread=mail.thread)
-        followup = any(r.sender == sender and r.received_at <= now for r in earlier if sender)
+        # the customer writing again (an out-of-office answer to our acknowledgement is not that)
+        followup = not mail.automatic and any(r.sender == sender and r.received_at <= now for r in earlier if sender)
         t, q, res = triage(self.engine, mail)
         outcome = "no_text" if res is None else "triaged"
         reason = self._no_reply_reason(mail, sender, followup, earlier, now)
@@ -284,7 +286,7 @@ class MailDesk:
             lines.append(line)
             for s in t.suggestions:
                 if line.startswith(f"- {s['title']}"):
-                    link = solved_link(self.settings.public_url, t.thread, token, s["article_id"])
+                    link = solved_link(self.settings.public_url, t.thread, token, s["article_id"], reply.language)
                     lines.append(f"  {words}: {link}")
                     break
         reply.body = "\n".join(lines)

@@ -120,6 +120,10 @@ def test_machines_loops_and_follow_ups_are_never_acknowledged(engine, store, smt
     assert follow.record.thread == first.record.thread and follow.record.followup
     assert follow.record.reply_state == "none" and follow.record.reply_reason == "followup"
     assert len(sink.received) == 3
+    # the customer's out-of-office answers on the thread: not the customer writing again
+    ooo = desk.handle_raw(message("I am away until Monday", message_id="<f3@c>", In_Reply_To="<f1@c>",
+                                  Auto_Submitted="auto-replied"), "t")  # fmt: skip
+    assert ooo.record.thread == first.record.thread and not ooo.record.followup and ooo.record.outcome == "automatic"
     assert [e.type for e in store.events() if e.session_id == first.record.thread] == [
         "suggestions_shown",
         "mail_followup",
@@ -278,6 +282,7 @@ def test_the_solved_link_records_feedback_with_the_sessions_token(engine, store,
         forged = {**form, "t": form["t"][:-3] + "AAA"}
         assert c.post("/v1/mail/solved", data=forged).status_code == 400
         assert c.get("/v1/mail/solved?s=x").status_code == 400
+        assert "是的，問題已解決" in c.get(link.replace("l=en", "l=zh-TW")).text  # the page speaks the language
     feedback = [e for e in store.events() if e.type == "feedback"]
     assert len(feedback) == 1 and feedback[0].helpful and feedback[0].article_id == "pw"
     assert feedback[0].session_id == form["s"] and [r.reason for r in store.rejected()] == ["bad_token"]

@@ -148,9 +148,52 @@ _PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 padding:0 1rem}}button{{font:inherit;padding:.5rem 1.2rem}}</style></head><body>{content}</body></html>"""
 
 
-def _page(title: str, content: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(_PAGE.format(lang="en", title=html.escape(title), content=content), status_code=status,
+#: the solved pages' words, in the acknowledgement's language (the link's ``l``)
+_WORDS = {
+    "en": {
+        "ask_title": "Did this solve it?", "ask": "Did the article solve it?", "button": "Yes, this solved it",
+        "if_not": "If not, reply to our e-mail and a person will answer.", "thanks_title": "Thank you",
+        "thanks": "Glad it is solved. There is nothing more to do.", "bad_title": "Link not valid",
+        "bad": "This link is not complete.", "expired_title": "Link expired",
+        "expired": "This link is no longer valid. Reply to our e-mail if you still need help.",
+        "later_title": "Try again later", "later": "We could not record this now. Please try again later.",
+    },
+    "zh-TW": {
+        "ask_title": "問題解決了嗎？", "ask": "這篇文章解決您的問題了嗎？", "button": "是的，問題已解決",
+        "if_not": "如果還沒有，請直接回覆我們的郵件，客服人員會為您處理。", "thanks_title": "謝謝您",
+        "thanks": "很高興問題已經解決，您不需要再做任何事。", "bad_title": "連結無效", "bad": "這個連結不完整。",
+        "expired_title": "連結已過期", "expired": "這個連結已失效。如果仍需協助，請回覆我們的郵件。",
+        "later_title": "請稍後再試", "later": "目前無法記錄，請稍後再試。",
+    },
+    "zh-CN": {
+        "ask_title": "问题解决了吗？", "ask": "这篇文章解决您的问题了吗？", "button": "是的，问题已解决",
+        "if_not": "如果还没有，请直接回复我们的邮件，客服人员会为您处理。", "thanks_title": "谢谢您",
+        "thanks": "很高兴问题已经解决，您无需再做任何操作。", "bad_title": "链接无效", "bad": "这个链接不完整。",
+        "expired_title": "链接已过期", "expired": "这个链接已失效。如果仍需帮助，请回复我们的邮件。",
+        "later_title": "请稍后再试", "later": "目前无法记录，请稍后再试。",
+    },
+    "id": {
+        "ask_title": "Sudah terselesaikan?", "ask": "Apakah artikel ini menyelesaikan masalah Anda?",
+        "button": "Ya, ini menyelesaikannya", "if_not": "Jika belum, balas email kami dan tim kami akan membantu.",
+        "thanks_title": "Terima kasih",
+        "thanks": "Senang masalahnya sudah selesai. Tidak perlu melakukan apa-apa lagi.",
+        "bad_title": "Tautan tidak valid", "bad": "Tautan ini tidak lengkap.", "expired_title": "Tautan kedaluwarsa",
+        "expired": "Tautan ini sudah tidak berlaku. Balas email kami jika Anda masih butuh bantuan.",
+        "later_title": "Coba lagi nanti", "later": "Kami tidak dapat mencatatnya sekarang. Silakan coba lagi nanti.",
+    },
+}  # fmt: skip
+
+
+def _page(lang: str, title: str, content: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(lang=lang, title=html.escape(title), content=content), status_code=status,
                         headers={"cache-control": "no-store", "x-robots-tag": "noindex"})  # fmt: skip
+
+
+def _say(lang: str, key: str, status: int = 200) -> HTMLResponse:
+    """A page of one message (``key``'s title and text) in ``lang``."""
+    w = _WORDS.get(lang, _WORDS["en"])
+    return _page(lang if lang in _WORDS else "en", w[f"{key}_title"], f"<h1>{html.escape(w[f'{key}_title'])}</h1>"
+                 f"<p>{html.escape(w[key])}</p>", status)  # fmt: skip
 
 
 def _solved_params(s: str, t: str, a: str) -> str | None:
@@ -166,18 +209,20 @@ def _solved_params(s: str, t: str, a: str) -> str | None:
 
 @router.get("/mail/solved", summary="The page an acknowledgement's \"this solved it\" link opens",
             response_class=HTMLResponse, responses={400: {}})  # fmt: skip
-async def solved_page(s: str = "", t: str = "", a: str = ""):
+async def solved_page(s: str = "", t: str = "", a: str = "", l: str = "en"):  # noqa: E741 (the link's name)
     """A page with one button: opening the link records nothing, so that mail scanners that
-    open every link (Outlook's Safe Links, antivirus) do not count as customers."""
-    if (bad := _solved_params(s, t, a)) is not None:
-        return _page("Link not valid", f"<p>This link is not complete (<code>{bad}</code>).</p>", 400)
-    fields = (("s", s), ("t", t), ("a", a))
+    open every link (Outlook's Safe Links, antivirus) do not count as customers. ``l``: the
+    language of the acknowledgement (en, zh-TW, zh-CN, id), for the page's words only."""
+    if _solved_params(s, t, a) is not None:
+        return _say(l, "bad", 400)
+    w = _WORDS.get(l, _WORDS["en"])
+    fields = (("s", s), ("t", t), ("a", a), ("l", l if l in _WORDS else "en"))
     hidden = "".join(f'<input type="hidden" name="{k}" value="{html.escape(v, quote=True)}">' for k, v in fields)
     return _page(
-        "Did this solve it?",
-        f'<h1>Did the article solve it?</h1><form method="post">{hidden}'
-        '<button type="submit">Yes, this solved it</button></form>'
-        "<p>If not, reply to our e-mail and a person will answer.</p>",
+        l if l in _WORDS else "en",
+        w["ask_title"],
+        f'<h1>{html.escape(w["ask"])}</h1><form method="post">{hidden}'
+        f'<button type="submit">{html.escape(w["button"])}</button></form><p>{html.escape(w["if_not"])}</p>',
     )
 
 
@@ -191,12 +236,12 @@ async def solved(request: Request, engine: EngineDep):
     from deflect.store.base import Event, RejectedEvent, utcnow
 
     form = {k: v[0] for k, v in parse_qs((await request.body())[:4096].decode("utf-8", "replace")).items()}
-    s, t, a = form.get("s", ""), form.get("t", ""), form.get("a", "")
-    if (bad := _solved_params(s, t, a)) is not None:
-        return _page("Link not valid", f"<p>This link is not complete (<code>{bad}</code>).</p>", 400)
+    s, t, a, lang = form.get("s", ""), form.get("t", ""), form.get("a", ""), form.get("l", "en")
+    if _solved_params(s, t, a) is not None:
+        return _say(lang, "bad", 400)
     recorder = request.app.state.recorder
     if recorder is None:
-        return _page("Try again later", "<p>We could not record this now. Please try again later.</p>", 503)
+        return _say(lang, "later", 503)
     now = utcnow()
     claims = engine.provenance.claims(t, s)
     digest = hashlib.sha256(f"{s}\x00{a}".encode()).hexdigest()[:32]
@@ -207,8 +252,7 @@ async def solved(request: Request, engine: EngineDep):
             recorder.submit_events([] if reason else [event], [RejectedEvent(event, reason)] if reason else [])
         )
     except StoreError:
-        return _page("Try again later", "<p>We could not record this now. Please try again later.</p>", 503)
+        return _say(lang, "later", 503)
     if reason:
-        return _page("Link expired", "<p>This link is no longer valid. Reply to our e-mail if you still need help.</p>",
-                     400)  # fmt: skip
-    return _page("Thank you", "<h1>Thank you</h1><p>Glad it is solved. There is nothing more to do.</p>")
+        return _say(lang, "expired", 400)
+    return _say(lang, "thanks")
