@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from deflect.store.base import parse_iso, to_utc
+from deflect.store.base import parse_iso, period_condition, to_utc
 
 
 @dataclass
@@ -58,13 +58,8 @@ def mail_summary(
     store, *, since: datetime | None = None, until: datetime | None = None, include_simulated: bool = False
 ) -> MailSummary:
     """The summary of the messages received in ``[since, until)``, counted in the store."""
-    cond, p = [], {}
-    if since is not None:
-        cond.append("received_at >= :since")
-        p["since"] = since
-    if until is not None:
-        cond.append("received_at < :until")
-        p["until"] = until
+    p: dict = {}
+    cond = period_condition("received_at", since, until, p)
     if not include_simulated:
         cond.append("simulated = :no")
         p["no"] = False

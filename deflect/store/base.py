@@ -295,12 +295,7 @@ class StoreBase:
         if states:
             cond.append("reply_state IN (" + ", ".join(f":s{i}" for i in range(len(states))) + ")")
             params.update({f"s{i}": v for i, v in enumerate(states)})
-        if since is not None:
-            cond.append("received_at >= :since")
-            params["since"] = since
-        if until is not None:
-            cond.append("received_at < :until")
-            params["until"] = until
+        cond += period_condition("received_at", since, until, params)
         where = f" WHERE {' AND '.join(cond)}" if cond else ""
         sql = f"SELECT {', '.join(MAIL_COLUMNS)} FROM mail_messages{where} ORDER BY received_at, message_key"
         return [MailRecord.from_row(r) for r in self.query_all([(sql, params)])[0]]
@@ -331,6 +326,18 @@ class StoreBase:
                 )
             ]
         )
+
+
+def period_condition(col: str, since: datetime | None, until: datetime | None, params: dict) -> list[str]:
+    """The SQL conditions ``since <= col < until`` (each only when given), their values put in ``params``."""
+    cond = []
+    if since is not None:
+        cond.append(f"{col} >= :since")
+        params["since"] = since
+    if until is not None:
+        cond.append(f"{col} < :until")
+        params["until"] = until
+    return cond
 
 
 # each table, the column that names its session, and the time its retention period is counted from
