@@ -4,9 +4,11 @@ ones `deflect` has, with options it takes."""
 from __future__ import annotations
 
 import configparser
+import itertools
 import re
 import shlex
 
+import pytest
 from typer.testing import CliRunner
 
 from deflect.cli.main import app
@@ -18,7 +20,7 @@ DEPLOY = ROOT / "deploy"
 def _takes(command: list[str]) -> None:
     """``deflect SUBCOMMAND --opt ...``: every option is one the subcommand's --help lists."""
     assert command[0].endswith("deflect"), command
-    sub = [a for a in command[1:] if not a.startswith("-")][:1]
+    sub = list(itertools.takewhile(lambda a: not a.startswith("-"), command[1:]))  # e.g. serve, or mail poll
     helptext = CliRunner().invoke(app, [*sub, "--help"], terminal_width=200).output
     for opt in (a.split("=")[0] for a in command[1:] if a.startswith("--")):
         assert opt in helptext, f"{opt} is not an option of deflect {' '.join(sub)}"
@@ -39,11 +41,14 @@ def test_the_dockerfile_copies_what_exists_and_runs_deflect_serve():
         ), var  # fmt: skip
 
 
-def test_the_systemd_unit_runs_deflect_serve_with_options_it_takes():
+@pytest.mark.parametrize(
+    ("name", "command"), [("deflect.service", ["serve"]), ("deflect-mail.service", ["mail", "poll"])]
+)
+def test_the_systemd_units_run_deflect_with_options_it_takes(name, command):
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str
-    unit.read_string((DEPLOY / "deflect.service").read_text())
+    unit.read_string((DEPLOY / name).read_text())
     exec_start = shlex.split(unit["Service"]["ExecStart"])
-    assert exec_start[1] == "serve"
+    assert exec_start[1 : 1 + len(command)] == command
     _takes(exec_start)
     assert unit["Service"]["ReadWritePaths"] == "/var/lib/deflect" and unit["Install"]["WantedBy"]
