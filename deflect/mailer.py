@@ -194,9 +194,10 @@ class MailDesk:
         self._next_reconcile = 0.0
 
     # ---- one message -------------------------------------------------------------------
-    def handle_raw(self, raw: bytes, source: str, *, now: datetime | None = None) -> Handled:
+    def handle_raw(self, raw: bytes, source: str, *, now: datetime | None = None, deliver: bool = True) -> Handled:
         """Read and handle a raw message; a message too large or unreadable is recorded with
-        that outcome (and :class:`InvalidInputError` raised for the unreadable one, after)."""
+        that outcome (and :class:`InvalidInputError` raised for the unreadable one, after).
+        ``deliver=False``: the acknowledgement is recorded, not sent (see :meth:`deliver`)."""
         now = now or utcnow()
         if len(raw) > self.settings.mail_max_bytes:
             return self.record_too_large(raw, source, len(raw), now=now)
@@ -205,16 +206,17 @@ class MailDesk:
         except InvalidInputError as exc:
             self._record_unread(raw, source, now, "malformed", str(exc))
             raise
-        return self.handle(mail, source, raw=raw, now=now)
+        return self.handle(mail, source, raw=raw, now=now, deliver=deliver)
 
     def handle(self, mail: InboundMail, source: str, *, raw: bytes | None = None, now: datetime | None = None,
-               simulated: bool = False) -> Handled:  # fmt: skip
-        """Record, triage and acknowledge one message (once: see the module docstring)."""
+               simulated: bool = False, deliver: bool = True) -> Handled:  # fmt: skip
+        """Record, triage and acknowledge one message (once: see the module docstring).
+        ``deliver=False``: the acknowledgement is recorded, not sent (see :meth:`deliver`)."""
         now = now or utcnow()
         key = message_key(mail, raw)
         known = self.store.mail_messages(key=key)
         if known:
-            return self._again(known[0], mail)
+            return self._again(known[0], mail, deliver)
         sender = self.sender_key(mail.sender)
         ours = [m for m in (mail.in_reply_to, *mail.references) if m]
         if ours and (acked := self.store.mail_messages(reply_ids=ours)):
@@ -247,16 +249,22 @@ class MailDesk:
             record.reply_id, record.reply_articles = msg["Message-ID"], reply.with_articles
             record.reply_message = msg.as_string()
         if not self.store.mail_claim(record):  # another process took it between our read and now
-            return self._again(self.store.mail_messages(key=key)[0], mail)
+            return self._again(self.store.mail_messages(key=key)[0], mail, deliver)
         self._store_triage(record, q, res, now)
         log.info("mail %s: %s, queue %s, %s, reply %s", key, outcome, t.queue, t.priority,
                  record.reply_state if not reason else f"none ({reason})")  # fmt: skip
         if mail.defects:
             log.warning("mail %s: malformed MIME (%s), read leniently", key, ", ".join(mail.defects))
-        if record.reply_state == "pending":
-            self.send(record)
-            record = self.store.mail_messages(key=key)[0]
-        return Handled(record, t, reply=reply, skipped_parts=mail.skipped_parts)
+        handled = Handled(record, t, reply=reply, skipped_parts=mail.skipped_parts)
+        return self.deliver(handled) if deliver else handled
+
+    def deliver(self, handled: Handled) -> Handled:
+        """Send the acknowledgement of a message handled with ``deliver=False``, if it is still
+        to be sent (the server does this off its encoder threads: SMTP may take seconds)."""
+        if handled.record.reply_state in ("pending", "failed"):
+            self.send(handled.record)
+            handled.record = self.store.mail_messages(key=handled.record.message_key)[0]
+        return handled
 
     def sender_key(self, address: str) -> str | None:
         """The sender as the store keeps it: a keyed hash of the address, never the address."""
@@ -321,14 +329,12 @@ class MailDesk:
         if sugs or events:
             self.store.write(sugs, [events] if events else [])
 
-    def _again(self, record: MailRecord, mail: InboundMail | None) -> Handled:
+    def _again(self, record: MailRecord, mail: InboundMail | None, deliver: bool = True) -> Handled:
         """A message already recorded: nothing is done again; an acknowledgement recorded and
         never handed over (``pending``, ``failed``) is sent now."""
         log.info("mail %s: already recorded (%s), not handled again", record.message_key, record.outcome)
-        if record.reply_state in ("pending", "failed"):
-            self.send(record)
-            record = self.store.mail_messages(key=record.message_key)[0]
-        return Handled(record, duplicate=True, skipped_parts=mail.skipped_parts if mail else [])
+        handled = Handled(record, duplicate=True, skipped_parts=mail.skipped_parts if mail else [])
+        return self.deliver(handled) if deliver else handled
 
     def record_too_large(self, raw: bytes, source: str, size: int, *, now: datetime | None = None) -> Handled:
         """Record a message over ``mail_max_bytes`` without reading it (``raw``: the message,

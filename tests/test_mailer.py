@@ -356,3 +356,38 @@ def test_a_reply_to_the_acknowledgement_joins_the_thread_however_it_quotes(engin
     assert again.record.reply_reason == "followup" and len(sink.received) == 1
     (sug,) = [r for r in store.suggestions() if r.request_id == again.record.request_id]
     assert sug.session_id == first.record.thread
+
+
+def test_a_slow_mail_server_does_not_hold_the_request_or_the_encoder(engine, store, monkeypatch):
+    """The webhook is answered while the acknowledgement is still being handed over (state
+    `pending`, then `sent` in the background); suggestions are served meanwhile."""
+    import asyncio
+    import time
+
+    from deflect.api.routes import inbound
+
+    class SlowSink(Sink):
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            await asyncio.sleep(3)
+            return await super().handle_DATA(server, session, envelope)
+
+    sink = SlowSink()
+    c = aiosmtpd.Controller(sink, hostname="127.0.0.1", port=free_port())
+    c.start()
+    monkeypatch.setattr(inbound, "SEND_WAIT", 0.2)
+    s = engine.settings
+    s.smtp_host, s.smtp_port, s.smtp_security, s.database_url = "127.0.0.1", c.port, "none", store.url
+    try:
+        with TestClient(create_app(s, engine=engine)) as api:
+            r = api.post("/v1/inbound", content=message("reset my password", message_id="<slow@c>"),
+                         headers={"content-type": "message/rfc822"})  # fmt: skip
+            # "pending": answered before the server (3 s) took the message
+            assert r.status_code == 200 and r.json()["reply"] == "pending"
+            assert api.post("/v1/suggest", json={"description": "refund my card payment"}).status_code == 200
+            for _ in range(150):
+                if store.mail_messages(key="<slow@c>")[0].reply_state == "sent":
+                    break
+                time.sleep(0.1)
+        assert store.mail_messages(key="<slow@c>")[0].reply_state == "sent" and len(sink.received) == 1
+    finally:
+        c.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import html
@@ -10,6 +11,7 @@ import json
 import logging
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -87,17 +89,23 @@ async def inbound(request: Request, engine: EngineDep):
     if desk is None:
         return _store_unavailable()
 
-    def handle():  # record, triage and acknowledge in one trip to the pool, as /v1/suggest does
-        desk.maybe_reconcile()
+    def handle():  # record and triage in one trip to the encoder pool, as /v1/suggest does
         if mail is None:
-            return desk.handle_raw(raw, "inbound")
-        return desk.handle(mail, "inbound")
+            return desk.handle_raw(raw, "inbound", deliver=False)
+        return desk.handle(mail, "inbound", deliver=False)
 
+    loop = asyncio.get_running_loop()
     try:
-        handled = await asyncio.get_running_loop().run_in_executor(encoder_pool(), handle)
+        handled = await loop.run_in_executor(encoder_pool(), handle)
     except StoreError as exc:  # nothing recorded, nothing sent: the sender tries again
         log.warning("inbound mail not handled: %s", exc)
         return _store_unavailable()
+    if handled.record.reply_state == "pending":
+        # sent off the encoder threads; answered within SEND_WAIT seconds, else "pending" (it
+        # is recorded: it goes on in the background, and reconcile finishes what a crash stops)
+        sending = loop.run_in_executor(_send_pool(), desk.deliver, handled)
+        with contextlib.suppress(TimeoutError):
+            handled = await asyncio.wait_for(asyncio.shield(sending), SEND_WAIT)
     request.app.state.metrics.mail.labels(handled.to_json()["outcome"]).inc()
     body = handled.to_json()
     headers = handled.triage.headers() if handled.triage is not None else {}
@@ -105,14 +113,30 @@ async def inbound(request: Request, engine: EngineDep):
 
 
 _DESK_LOCK = threading.Lock()
+#: seconds an inbound request waits for its acknowledgement to be handed over
+SEND_WAIT = 5.0
+_SEND_POOL: ThreadPoolExecutor | None = None
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """The threads that talk to the mail server (two: SMTP waits on the network, not the CPU)."""
+    global _SEND_POOL
+    with _DESK_LOCK:
+        if _SEND_POOL is None:
+            _SEND_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mail-send")
+        return _SEND_POOL
 
 
 def _desk(request: Request, engine):
-    """The app's :class:`~deflect.mailer.MailDesk`."""
-    return open_desk(request.app, engine)
+    """The app's :class:`~deflect.mailer.MailDesk`; refused acknowledgements are retried in
+    the background every few minutes (``MailDesk.maybe_reconcile``)."""
+    desk = open_desk(request.app, engine, reconcile=False)
+    if desk is not None:
+        asyncio.get_running_loop().run_in_executor(_send_pool(), desk.maybe_reconcile)
+    return desk
 
 
-def open_desk(app, engine):
+def open_desk(app, engine, *, reconcile: bool = True):
     """The app's :class:`~deflect.mailer.MailDesk`, with its own connection to the event store,
     made once (at start, by the lifespan, or on first use) and reconciled then: what a crash
     left unsent is sent, what it left half-sent is marked. None while the store cannot be opened."""
@@ -129,7 +153,8 @@ def open_desk(app, engine):
                 log.warning("inbound mail: the event store cannot be opened: %s", exc)
                 return None
             app.state.mail_desk = desk
-    desk.maybe_reconcile()
+    if reconcile:
+        desk.maybe_reconcile()
     return desk
 
 
