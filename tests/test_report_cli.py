@@ -168,6 +168,10 @@ def test_bad_options_are_named(simulated):
         + ["--database-url", url],
     )
     assert r.exit_code == 1 and "--true-effect" in r.output
+    for bad in ("email", "fax=1"):
+        r = runner.invoke(app, ["simulate", "--queries", str(DEMO_QUERIES), "--channels", bad, "--home", str(home)]
+                          + ["--database-url", url])  # fmt: skip
+        assert r.exit_code == 1 and "channels" in r.output, r.output
 
 
 def test_the_report_prices_tickets_avoided_per_channel(simulated, monkeypatch):

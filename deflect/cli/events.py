@@ -95,6 +95,20 @@ def read_export(path: Path):
     return recs, events
 
 
+def _channel_shares(text: str) -> dict[str, float]:
+    """``form=0.7,email=0.3`` as a dict (the simulation checks the names and the sum)."""
+    out: dict[str, float] = {}
+    for pair in text.split(","):
+        name, sep, share = pair.partition("=")
+        try:
+            out[name.strip()] = float(share)
+        except ValueError:
+            raise InvalidInputError(f"--channels: {pair!r} is not channel=share", field="channels") from None
+        if not sep:
+            raise InvalidInputError(f"--channels: {pair!r} is not channel=share", field="channels")
+    return out
+
+
 @friendly
 def report_cmd(
     home: HomeOpt = None,
@@ -393,6 +407,14 @@ def simulate_cmd(
     ] = 0.15,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     days: Annotated[int, typer.Option("--days", min=1, help="Spread sessions over this many days.")] = 14,
+    channels: Annotated[
+        str,
+        typer.Option(
+            "--channels",
+            help="Share of sessions per channel, e.g. form=0.7,chat=0.2,email=0.1 (e-mail sessions are threads: "
+            "acknowledged, then a further message when the customer still needs a person).",
+        ),
+    ] = "form=0.7,chat=0.2,email=0.1",
     home: HomeOpt = None,
     database_url: Annotated[
         str | None,
@@ -409,6 +431,7 @@ def simulate_cmd(
     from deflect.eval.queries import load_queries
     from deflect.eval.simulate import simulate
 
+    shares = _channel_shares(channels)
     qs = load_queries(queries)
     settings = settings_for(home)
     target = database_url or f"sqlite:///{Path(settings.home) / 'simulated.db'}"
@@ -428,6 +451,7 @@ def simulate_cmd(
             control_share=settings.control_share,
             salt=settings.control_salt or engine.provenance.salt,
             days=days,
+            channels=shares,
         )
     finally:
         store.close()
