@@ -264,6 +264,10 @@ async def solved(request: Request, engine: EngineDep):
     s, t, a, lang = form.get("s", ""), form.get("t", ""), form.get("a", ""), form.get("l", "en")
     if _solved_params(s, t, a) is not None:
         return _say(lang, "bad", 400)
+    limits = getattr(request.app.state, "rate_limits", None)  # the widget's events' limits
+    address = request.client.host if request.client else None
+    if limits is not None and (over := await limits.check("events", address, [s])) is not None:
+        return over
     recorder = request.app.state.recorder
     if recorder is None:
         return _say(lang, "later", 503)
