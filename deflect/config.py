@@ -169,6 +169,14 @@ class Settings(BaseSettings):
     mail_reply_hours: int = Field(
         default=24, ge=1, le=24 * 14, description="Inbound e-mail: the response time the acknowledgement promises."
     )
+    mail_reply_hours_urgent: int | None = Field(
+        default=None, ge=1, le=24 * 14, description="Inbound e-mail: the response time promised for urgent messages."
+    )
+    mail_templates: str = Field(
+        default="",
+        description="Inbound e-mail: a TOML or JSON file of the acknowledgement's words per language "
+        "(en, zh-TW, zh-CN, id); empty: deflect's own.",
+    )
     mail_max_replies_per_day: int = Field(
         default=3, ge=1, le=100, description="Inbound e-mail: acknowledgements one sender gets per 24 h (loop guard)."
     )

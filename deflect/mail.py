@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import email
 import hashlib
+import json
 import re
+import tomllib
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.utils import parseaddr
+from pathlib import Path
 
-from deflect.core.errors import InvalidInputError
+from deflect.core.errors import ConfigError, InvalidInputError
 
 #: headers kept from a message (the rest is never stored)
 KEPT_HEADERS = ("message-id", "in-reply-to", "references", "date", "auto-submitted", "precedence", "list-id")
@@ -239,7 +242,18 @@ class Triage:
     model_version: str | None
 
     def to_json(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {**{k: getattr(self, k) for k in self.__dataclass_fields__}, "tags": self.tags}
+
+    @property
+    def tags(self) -> list[str]:
+        """The result as tags (Zendesk's and Freshdesk's triggers act on tags)."""
+        out = [f"deflect_queue_{self.queue}", f"deflect_priority_{self.priority}"]
+        if self.intent:
+            out.append(f"deflect_intent_{self.intent}")
+        out.append("deflect_answered" if not self.abstained and self.suggestions else "deflect_not_answered")
+        if self.automatic:
+            out.append("deflect_automatic")
+        return out
 
     def headers(self) -> dict[str, str]:
         """The result as headers a help desk's rule can act on."""
@@ -356,14 +370,43 @@ class Reply:
     headers: dict[str, str]
 
 
-def compose_reply(mail: InboundMail, result: Triage, *, hours: int = 24) -> Reply | None:
-    """The acknowledgement for ``mail``, in its language, with the expected response time and,
-    when the engine answered (confident, not a never-deflect intent, not the control group),
-    the articles. None for mail a machine sent: it is never answered."""
+def load_templates(path: str | Path | None) -> dict[str, dict[str, str]]:
+    """:data:`REPLY_TEXTS` with the deployment's own words over them (``mail_templates``: a
+    TOML or JSON file of ``{language: {key: text}}``; any key may be left out). A language or
+    key deflect does not know, or an ``ack`` without ``{hours}``, is a :class:`ConfigError`."""
+    texts = {lang: dict(words) for lang, words in REPLY_TEXTS.items()}
+    if not path:
+        return texts
+    p = Path(path)
+    try:
+        raw = p.read_text(encoding="utf-8")
+        data = tomllib.loads(raw) if p.suffix.lower() == ".toml" else json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"mail_templates: cannot read {p}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"mail_templates: {p}: expected a table of languages")
+    for lang, words in data.items():
+        if lang not in texts or not isinstance(words, dict):
+            raise ConfigError(f"mail_templates: {p}: {lang!r} is not one of {', '.join(texts)}")
+        for key, text in words.items():
+            if key not in texts[lang] or not isinstance(text, str):
+                raise ConfigError(f"mail_templates: {p}: [{lang}] {key!r}: keys are {', '.join(texts[lang])}")
+            if key == "ack" and "{hours}" not in text:
+                raise ConfigError(f"mail_templates: {p}: [{lang}] ack must say {{hours}} (the promised response time)")
+            texts[lang][key] = text
+    return texts
+
+
+def compose_reply(mail: InboundMail, result: Triage, *, hours: int = 24,
+                  texts: dict[str, dict[str, str]] | None = None) -> Reply | None:  # fmt: skip
+    """The acknowledgement for ``mail``, in its language (``texts``: the words, default
+    :data:`REPLY_TEXTS`), with the expected response time and, when the engine answered
+    (confident, not a never-deflect intent, not the control group), the articles. None for
+    mail a machine sent: it is never answered."""
     if mail.automatic or not mail.sender:
         return None
     lang = reply_language(mail)
-    t = REPLY_TEXTS[lang]
+    t = (texts or REPLY_TEXTS)[lang]
     parts = [t["hello"], t["ack"].format(hours=hours)]
     with_articles = bool(result.suggestions) and not result.abstained
     if with_articles:

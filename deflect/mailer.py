@@ -50,7 +50,7 @@ from typing import Protocol
 from urllib.parse import quote, urlencode
 
 from deflect.core.errors import InvalidInputError
-from deflect.mail import REPLY_TEXTS, InboundMail, Reply, Triage, compose_reply, parse_message, triage
+from deflect.mail import InboundMail, Reply, Triage, compose_reply, load_templates, parse_message, triage
 from deflect.store.base import Event, MailRecord, SuggestRecord, utcnow
 
 log = logging.getLogger("deflect.mail")
@@ -192,6 +192,7 @@ class MailDesk:
         self.settings = engine.settings
         self.outbox = outbox if outbox is not None else outbox_for(self.settings)
         self._next_reconcile = 0.0
+        self.texts = load_templates(self.settings.mail_templates)  # a bad file stops here, not at a message
 
     # ---- one message -------------------------------------------------------------------
     def handle_raw(self, raw: bytes, source: str, *, now: datetime | None = None, deliver: bool = True) -> Handled:
@@ -240,7 +241,10 @@ class MailDesk:
             reply_reason=reason, simulated=simulated,
             error=("MIME defects, read leniently: " + ", ".join(mail.defects))[:500] if mail.defects else None,
         )  # fmt: skip
-        reply = None if reason else compose_reply(mail, t, hours=self.settings.mail_reply_hours)
+        hours = self.settings.mail_reply_hours
+        if t.priority == "urgent" and self.settings.mail_reply_hours_urgent:
+            hours = self.settings.mail_reply_hours_urgent
+        reply = None if reason else compose_reply(mail, t, hours=hours, texts=self.texts)
         if reply is None and not reason:
             record.reply_state, record.reply_reason = "none", "automatic"
         if reply is not None:
@@ -288,7 +292,7 @@ class MailDesk:
         if not reply.with_articles or res is None:
             return
         token = self.engine.provenance.issue(t.thread, res.request_id, res.variant, now)
-        words = REPLY_TEXTS[reply.language]["solved_link"]
+        words = self.texts[reply.language]["solved_link"]
         lines = []
         for line in reply.body.split("\n"):
             lines.append(line)

@@ -391,3 +391,44 @@ def test_a_slow_mail_server_does_not_hold_the_request_or_the_encoder(engine, sto
         assert store.mail_messages(key="<slow@c>")[0].reply_state == "sent" and len(sink.received) == 1
     finally:
         c.stop()
+
+
+def test_the_operators_templates_and_urgent_response_time_are_used(tmp_path, engine, store, smtp):
+    from deflect.core.errors import ConfigError
+    from deflect.mail import load_templates
+
+    sink, port = smtp
+    words = tmp_path / "words.toml"
+    words.write_text('[en]\nack = "Tidewell here: a person answers within {hours} hours."\nbye = "Mia, Tidewell"\n'
+                     '[id]\nhello = "Hai,"\n')  # fmt: skip
+    engine.settings.mail_templates = str(words)
+    engine.settings.mail_reply_hours_urgent = 4
+    engine.settings.mail_urgent_intents = []
+    desk = desk_for(engine, store, port)
+    h = desk.handle_raw(message("reset my password", message_id="<w1@c>"), "t")
+    body = sink.received[0].get_content()
+    assert "Tidewell here: a person answers within 24 hours." in body and body.rstrip().endswith("Mia, Tidewell")
+    assert "deflect_queue_support" in h.triage.tags and "deflect_answered" in h.triage.tags
+    for bad, why in (('[fr]\nhello = "Bonjour"\n', "fr"), ('[en]\ngreeting = "x"\n', "greeting"),
+                     ('[en]\nack = "soon"\n', "{hours}")):  # fmt: skip
+        words.write_text(bad)
+        with pytest.raises(ConfigError, match=why):
+            load_templates(words)
+    # urgent messages (never-deflect or mail_urgent_intents) are promised the urgent response time
+    from deflect import mailer
+
+    engine.settings.mail_templates = ""
+    real = mailer.triage
+
+    def urgent(engine_, mail):
+        t, q, res = real(engine_, mail)
+        t.priority = "urgent"
+        return t, q, res
+
+    mailer.triage = urgent
+    try:
+        u = mailer.MailDesk(engine, store, SMTPOutbox("127.0.0.1", port, security="none"))
+        h = u.handle_raw(message("someone logged into my account", message_id="<w2@c>", sender="z@x.example"), "t")
+    finally:
+        mailer.triage = real
+    assert "within 4 hours" in sink.received[-1].get_content() and "deflect_priority_urgent" in h.triage.tags

@@ -149,6 +149,9 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         else:
             app.state.engine = engine
         _ = app.state.engine.provenance  # the deployment secret: a bad one stops the start
+        from deflect.mail import load_templates
+
+        load_templates(settings.mail_templates)  # so do the acknowledgements' words
         _open_recorder(app, settings)
         # inbound e-mail: acknowledgements a crash left unsent are sent now, off the start's path
         from deflect.api.routes.inbound import open_desk

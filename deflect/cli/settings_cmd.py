@@ -117,6 +117,11 @@ def set_cmd(
     version, labels = current_model_labels(base.home)
     if key in ("never_deflect", "intent_articles"):
         check_intents(candidate, labels, model=f"model {version}")
+    if key == "mail_templates" and candidate.mail_templates:
+        from deflect.mail import load_templates
+
+        candidate.mail_templates = str(Path(candidate.mail_templates).resolve())
+        load_templates(candidate.mail_templates)  # a file that cannot be used is not written
     value = _plain(getattr(candidate, key))
     _write(settings_file(base.home), key, value)
     shown = json.dumps(value, ensure_ascii=False)
