@@ -219,8 +219,9 @@ def test_the_cli_polls_replays_and_reports_with_the_real_engine(demo_home, dovec
     assert first.exit_code == 0, first.output
     again = run(app, ["mail", "triage", str(box), "--deliver", "--json", *home])
     rows = [json.loads(line) for line in again.stdout.splitlines() if line.startswith("{")]
-    assert len(rows) == 64 and {x["outcome"] for x in rows} == {"duplicate"}
+    assert len(rows) == 67 and {x["outcome"] for x in rows} == {"duplicate"}
     status = json.loads(run(app, ["mail", "status", "--json", *home]).stdout)
-    assert status["messages"] == 68 and status["outcomes"]["automatic"] == 3
+    assert status["messages"] == 71 and status["outcomes"]["automatic"] == 3 and status["followups"] == 3
+    assert status["replies"]["none"] == 3 + 3  # the machines' mail and the follow-ups: no acknowledgement
     sent = status["replies"]["sent"]
     assert sent == len(list(mailbox.Maildir(demo_home / "mail" / "outbox"))) and sent >= 60

@@ -163,6 +163,8 @@ def status_cmd(
         store.close()
     out = {
         "messages": len(rows),
+        "threads": len({r.thread for r in rows}),
+        "followups": sum(r.followup for r in rows),
         "outcomes": dict(Counter(r.outcome for r in rows)),
         "replies": dict(Counter(r.reply_state for r in rows)),
         "unconfirmed": [r.message_key for r in rows if r.reply_state == "unconfirmed"],
@@ -170,7 +172,9 @@ def status_cmd(
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False))
         return
-    typer.echo(f"{out['messages']} messages")
+    typer.echo(
+        f"{out['messages']} messages in {out['threads']} threads ({out['followups']} further messages on a thread)"
+    )
     for title, counts in (("outcome", out["outcomes"]), ("acknowledgement", out["replies"])):
         typer.echo(f"  by {title}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"))
     for key in out["unconfirmed"]:

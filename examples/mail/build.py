@@ -2,7 +2,8 @@
 the demo queries written for this project, in English, Traditional and Simplified Chinese and
 Indonesian: first messages and replies with quoted history, signatures, HTML-only mail, and
 the mail nothing should answer (an auto-responder, a mailing list, a no-reply notification, a
-message with no text). Each customer message names the article that answers it in
+message with no text), and three customers writing again on their thread. Each customer's
+first message names the article that answers it in
 ``X-Demo-Article``, its intent (labeled by hand) in ``X-Demo-Intent``, and carries the query
 it was made from (``X-Demo-Subject``, ``X-Demo-Query``), for evaluation beside the form.
 Run: python examples/mail/build.py
@@ -125,6 +126,22 @@ def main() -> None:
             if n % 4 == 2:
                 text += "\n--\n" + name + " | +62 812 0000 " + f"{i:04d}"  # a signature with a phone
             box.add(_msg(i, sender, subject, text, html=(n % 5 == 3), **headers))
+    # three customers write again on their thread (a follow-up: the ticket they still need, not
+    # acknowledged again); their client quotes the message they answer
+    first = {m["Message-ID"]: m for m in box}
+    for orig, text in [
+        (2, "Hi again,\n\nI found the setting but the confirmation link never arrives. Can you resend it?"),
+        (17, "您好，\n\n我照著做了，還是改不了登入的 email，可以幫我看一下嗎？"),
+        (53, "Halo lagi,\n\nsudah sy ganti kartunya tp tagihannya masih gagal. tolong dicek ya"),
+    ]:
+        i += 1
+        m = first[f"<demo-{orig:03d}@mail.example>"]
+        subject = str(m["Subject"])
+        follow = _msg(i, str(m["From"]), subject if subject.startswith("Re:") else f"Re: {subject}", text,
+                      In_Reply_To=str(m["Message-ID"]),
+                      References=" ".join(x for x in (m.get("References"), m["Message-ID"]) if x),
+                      X_Demo_Followup=str(m["Message-ID"]))  # fmt: skip
+        box.add(follow)
     for subject, body, headers in [
         (
             "Automatic reply: Out of office",
