@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -398,22 +399,27 @@ def load_templates(path: str | Path | None) -> dict[str, dict[str, str]]:
 
 
 def compose_reply(mail: InboundMail, result: Triage, *, hours: int = 24,
-                  texts: dict[str, dict[str, str]] | None = None) -> Reply | None:  # fmt: skip
+                  texts: dict[str, dict[str, str]] | None = None,
+                  solved_links: Callable[[str], dict[str, str]] | None = None) -> Reply | None:  # fmt: skip
     """The acknowledgement for ``mail``, in its language (``texts``: the words, default
     :data:`REPLY_TEXTS`), with the expected response time and, when the engine answered
-    (confident, not a never-deflect intent, not the control group), the articles. None for
-    mail a machine sent: it is never answered."""
+    (confident, not a never-deflect intent, not the control group), the articles, each with
+    its "this solved it" link (``solved_links(language)``: article id -> URL). None for mail
+    a machine sent: it is never answered."""
     if mail.automatic or not mail.sender:
         return None
     lang = reply_language(mail)
     t = (texts or REPLY_TEXTS)[lang]
+    solved_links = solved_links(lang) if solved_links is not None and result.suggestions else {}
     parts = [t["hello"], t["ack"].format(hours=hours)]
     with_articles = bool(result.suggestions) and not result.abstained
     if with_articles:
-        links = "\n".join(
-            f"- {s['title']}: {s['url']}" if s.get("url") else f"- {s['title']}" for s in result.suggestions
-        )
-        parts += [t["articles"] + "\n" + links, t["solved"]]
+        lines = []
+        for s in result.suggestions:
+            lines.append(f"- {s['title']}: {s['url']}" if s.get("url") else f"- {s['title']}")
+            if solved_links and s["article_id"] in solved_links:
+                lines.append(f"  {t['solved_link']}: {solved_links[s['article_id']]}")
+        parts += [t["articles"] + "\n" + "\n".join(lines), t["solved"]]
     parts.append(t["bye"])
     subject = mail.subject if re.match(r"(?i)^(re|aw|回复|回覆|balas)\s*[:：]", mail.subject) else f"Re: {mail.subject}"
     headers = {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All", "Precedence": "auto_reply"}

@@ -244,11 +244,18 @@ class MailDesk:
         hours = self.settings.mail_reply_hours
         if t.priority == "urgent" and self.settings.mail_reply_hours_urgent:
             hours = self.settings.mail_reply_hours_urgent
-        reply = None if reason else compose_reply(mail, t, hours=hours, texts=self.texts)
+
+        def links(lang: str) -> dict[str, str]:  # the articles' "this solved it" links, with the session's token
+            token = self.engine.provenance.issue(t.thread, res.request_id, res.variant, now)
+            base = self.settings.public_url
+            return {s["article_id"]: solved_link(base, t.thread, token, s["article_id"], lang) for s in t.suggestions}
+
+        reply = None
+        if not reason:
+            reply = compose_reply(mail, t, hours=hours, texts=self.texts, solved_links=links if res else None)
         if reply is None and not reason:
             record.reply_state, record.reply_reason = "none", "automatic"
         if reply is not None:
-            self._add_links(reply, t, res, now)
             msg = self._message(reply, now)
             record.reply_id, record.reply_articles = msg["Message-ID"], reply.with_articles
             record.reply_message = msg.as_string()
@@ -286,22 +293,6 @@ class MailDesk:
         if self.store.mail_replies_to(sender, now - timedelta(hours=24)) >= self.settings.mail_max_replies_per_day:
             return "loop"
         return None
-
-    def _add_links(self, reply: Reply, t: Triage, res, now: datetime) -> None:
-        """Put a "this solved it" link under each article of the acknowledgement."""
-        if not reply.with_articles or res is None:
-            return
-        token = self.engine.provenance.issue(t.thread, res.request_id, res.variant, now)
-        words = self.texts[reply.language]["solved_link"]
-        lines = []
-        for line in reply.body.split("\n"):
-            lines.append(line)
-            for s in t.suggestions:
-                if line.startswith(f"- {s['title']}"):
-                    link = solved_link(self.settings.public_url, t.thread, token, s["article_id"], reply.language)
-                    lines.append(f"  {words}: {link}")
-                    break
-        reply.body = "\n".join(lines)
 
     def _message(self, reply: Reply, now: datetime) -> EmailMessage:
         msg = EmailMessage()

@@ -104,12 +104,18 @@ async def inbound(request: Request, engine: EngineDep):
         # sent off the encoder threads; answered within SEND_WAIT seconds, else "pending" (it
         # is recorded: it goes on in the background, and reconcile finishes what a crash stops)
         sending = loop.run_in_executor(_send_pool(), desk.deliver, handled)
-        with contextlib.suppress(TimeoutError):
+        sending.add_done_callback(_log_send_failure)
+        with contextlib.suppress(TimeoutError, StoreError):  # a store error: logged, retried by reconcile
             handled = await asyncio.wait_for(asyncio.shield(sending), SEND_WAIT)
-    request.app.state.metrics.mail.labels(handled.to_json()["outcome"]).inc()
     body = handled.to_json()
+    request.app.state.metrics.mail.labels(body["outcome"]).inc()
     headers = handled.triage.headers() if handled.triage is not None else {}
     return JSONResponse(content=body, headers=headers)
+
+
+def _log_send_failure(fut: asyncio.Future) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("inbound mail: acknowledgement not handed over yet (tried again later): %s", fut.exception())
 
 
 _DESK_LOCK = threading.Lock()
