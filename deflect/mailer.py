@@ -142,12 +142,17 @@ def outbox_for(settings) -> Outbox:
     return MaildirOutbox(Path(settings.home) / "mail" / "outbox")
 
 
-def message_key(mail: InboundMail | None, raw: bytes | None = None) -> str:
-    """The key a message is recorded under: its ``Message-ID``, else a hash of its bytes (or
-    of its sender, subject and text)."""
+def message_key(mail: InboundMail | None, raw: bytes | None = None, now: datetime | None = None) -> str:
+    """The key a message is recorded under: its ``Message-ID``, else a hash of its bytes, else
+    (JSON without one) of its sender, subject, text and the day (UTC) it came: the same
+    message sent again that day is a retried webhook, the same words a day later a new one."""
     if mail is not None and mail.message_id.strip():
         return mail.message_id.strip()[:500]
-    basis = raw if raw is not None else f"{mail.sender}\n{mail.subject}\n{mail.body}".encode() if mail else b""
+    if raw is not None:
+        basis = raw
+    else:
+        day = (now or utcnow()).strftime("%Y-%m-%d")
+        basis = f"{mail.sender}\n{mail.subject}\n{mail.body}\n{day}".encode() if mail else day.encode()
     return "sha256:" + hashlib.sha256(basis).hexdigest()
 
 
@@ -214,7 +219,7 @@ class MailDesk:
         """Record, triage and acknowledge one message (once: see the module docstring).
         ``deliver=False``: the acknowledgement is recorded, not sent (see :meth:`deliver`)."""
         now = now or utcnow()
-        key = message_key(mail, raw)
+        key = message_key(mail, raw, now)
         known = self.store.mail_messages(key=key)
         if known:
             return self._again(known[0], mail, deliver)

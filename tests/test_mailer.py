@@ -432,3 +432,36 @@ def test_the_operators_templates_and_urgent_response_time_are_used(tmp_path, eng
     finally:
         mailer.triage = real
     assert "within 4 hours" in sink.received[-1].get_content() and "deflect_priority_urgent" in h.triage.tags
+
+
+def test_json_without_a_message_id_is_one_message_per_day(engine, store, smtp):
+    from datetime import timedelta
+
+    from deflect.mail import from_fields
+    from deflect.store.base import utcnow
+
+    sink, port = smtp
+    desk = desk_for(engine, store, port)
+    now = utcnow()
+
+    def mail():
+        return from_fields("refund", "refund my card payment", "ana@example.com")
+
+    assert not desk.handle(mail(), "t", now=now).duplicate
+    assert desk.handle(mail(), "t", now=now + timedelta(minutes=5)).duplicate  # a retried webhook
+    again = desk.handle(mail(), "t", now=now + timedelta(days=1))
+    assert not again.duplicate and len(store.mail_messages()) == 2
+
+
+def test_the_poller_logs_an_unreachable_server_and_tries_again(engine, store, caplog):
+    from deflect.core.errors import DeflectError
+    from deflect.imap import poll
+
+    calls = []
+
+    def down():
+        calls.append(1)
+        raise DeflectError("imap: cannot reach mail.example:993: refused")
+
+    out = poll(MailDesk(engine, store), engine.settings, interval=0.01, connect_fn=down, stop=lambda: len(calls) >= 3)
+    assert out == [] and len(calls) == 3 and caplog.text.count("poll failed, trying again") == 3
