@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import mailbox
+import re
 import smtplib
 import ssl
 import time
@@ -77,9 +78,9 @@ class SendRefused(Exception):
 
 
 class Outbox(Protocol):
-    """Where acknowledgements go."""
+    """Where acknowledgements go: ``raw``, a whole message as text, from ``sender`` to ``recipients``."""
 
-    def send(self, msg: EmailMessage) -> None: ...
+    def send(self, raw: str, sender: str, recipients: list[str]) -> None: ...
 
 
 class SMTPOutbox:
@@ -91,8 +92,8 @@ class SMTPOutbox:
         self.user, self.password, self.timeout = user, password, timeout
         self.context = context or ssl.create_default_context()
 
-    def send(self, msg: EmailMessage) -> None:
-        """Hand ``msg`` over. :class:`SendRefused` when it was certainly not taken (no
+    def send(self, raw: str, sender: str, recipients: list[str]) -> None:
+        """Hand the message over. :class:`SendRefused` when it was certainly not taken (no
         connection, login or addresses refused); any other error leaves it unknown."""
         try:
             if self.security == "tls":
@@ -110,7 +111,7 @@ class SMTPOutbox:
             except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
                 raise SendRefused(f"{self.host}: {exc}") from exc
             try:
-                smtp.send_message(msg)
+                smtp.sendmail(sender, recipients, re.sub(r"\r?\n", "\r\n", raw).encode("utf-8"))  # CRLF on the wire
             except (smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused) as exc:
                 raise SendRefused(f"{self.host}: {exc}") from exc
 
@@ -124,8 +125,8 @@ class MaildirOutbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._box = mailbox.Maildir(self.path, create=True)
 
-    def send(self, msg: EmailMessage) -> None:
-        self._box.add(msg)
+    def send(self, raw: str, sender: str, recipients: list[str]) -> None:
+        self._box.add(raw.encode("utf-8"))
 
 
 def outbox_for(settings) -> Outbox:
@@ -366,16 +367,20 @@ class MailDesk:
         stored = self.store.mail_messages(key=record.message_key)
         if not stored or stored[0].reply_message is None:
             return stored[0].reply_state if stored else "none"
-        from email import message_from_string, policy
+        from email.parser import HeaderParser
+        from email.utils import getaddresses
 
-        msg = message_from_string(stored[0].reply_message, policy=policy.default)
+        raw = stored[0].reply_message
+        head = HeaderParser().parsestr(raw, headersonly=True)  # the envelope, from the headers
+        sender = getaddresses([head.get("From", "")])[0][1]
+        recipients = [a for _, a in getaddresses(head.get_all("To", []))]
         attempts = stored[0].attempts + 1
         if not self.store.mail_update(
             record.message_key, expect_state=stored[0].reply_state, reply_state="sending", attempts=attempts
         ):
             return "sending"  # another process is sending it
         try:
-            self.outbox.send(msg)
+            self.outbox.send(raw, sender, recipients)
         except SendRefused as exc:
             self.store.mail_update(record.message_key, reply_state="failed", error=str(exc)[:500])
             log.warning("mail %s: acknowledgement not sent, will be tried again: %s", record.message_key, exc)

@@ -99,6 +99,10 @@ def test_an_acknowledgement_with_articles_and_solved_links_goes_through_smtp_onc
     (sug,) = store.suggestions()
     assert sug.channel == "email" and sug.session_id == row.thread and sug.client == row.sender
     assert [e.type for e in store.events()] == ["suggestions_shown"]
+    # a customer writing in Traditional Chinese (Big5) gets the acknowledgement in it, over the wire
+    desk.handle_raw(message("我的密碼 password 忘記了，要怎麼重設？", charset="big5", sender="mei@example.tw",
+                            message_id="<a2@c>"), "test")  # fmt: skip
+    assert "小時內回覆" in sink.received[1].get_content() and sink.envelopes[1][1] == ["mei@example.tw"]
 
 
 def test_machines_loops_and_follow_ups_are_never_acknowledged(engine, store, smtp):
@@ -154,8 +158,8 @@ class DeliversThenFails:
     def __init__(self, inner) -> None:
         self.inner = inner
 
-    def send(self, msg) -> None:
-        self.inner.send(msg)
+    def send(self, raw, sender, recipients) -> None:
+        self.inner.send(raw, sender, recipients)
         raise TimeoutError("connection lost after DATA")
 
 
@@ -254,11 +258,12 @@ def test_starttls_and_login_are_used_when_configured(tmp_path, engine, store):
         assert len(sink.received) == 1 and logins[-1][1:] == (b"desk", b"pw")
         bad = SMTPOutbox("127.0.0.1", c.port, security="starttls", user="desk", password="no", context=client_tls,
                          timeout=1)  # fmt: skip
+        ack = sink.received[0]
         with pytest.raises(SendRefused):
-            bad.send(sink.received[0])
+            bad.send(ack.as_string(), "help@tidewell.app", ["budi@example.id"])
         untrusted = SMTPOutbox("127.0.0.1", c.port, security="starttls", user="desk", password="pw", timeout=5)
         with pytest.raises(SendRefused):  # a certificate nobody vouches for is refused
-            untrusted.send(sink.received[0])
+            untrusted.send(ack.as_string(), "help@tidewell.app", ["budi@example.id"])
     finally:
         c.stop()
     assert len(sink.received) == 1
@@ -316,7 +321,7 @@ def test_a_refused_acknowledgement_is_tried_a_bounded_number_of_times(engine, st
         def __init__(self):
             self.tries = 0
 
-        def send(self, msg):
+        def send(self, raw, sender, recipients):
             self.tries += 1
             raise SendRefused("550 mailbox unavailable")
 
