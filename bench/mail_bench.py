@@ -6,7 +6,8 @@ four-language index and intent model (built here as `make demo` builds them).
 
 Figures, for both paths: the intent (against the hand label in ``X-Demo-Intent``) and the
 queue it routes to (the demo's ``examples/mail/queues.json``, else ``support``), the
-answering article in the top 1 and top 3, and the share answered (not abstained); and
+precision of the first article among the messages answered, the answering article in the
+top 1 and top 3 of all messages, and the share answered (not abstained); and
 messages per second through ``POST /v1/inbound`` (one client, in process: each message
 recorded, triaged, and acknowledged into the outbox Maildir), beside ``POST /v1/suggest``
 with the same texts.
@@ -93,18 +94,21 @@ def run(work: Path, row) -> list[str]:
     def figures(tops):
         pairs = list(zip(expected, tops, strict=True))
         n = len(pairs)
+        answered = [(e, t) for e, t in pairs if t]
         return (
             sum(e in t[:1] for e, t in pairs) / n,
             sum(e in t[:3] for e, t in pairs) / n,
             sum(bool(t) for t in tops) / n,
+            sum(e in t[:1] for e, t in answered) / len(answered) if answered else float("nan"),
         )
 
-    m1, m3, ma = figures(mail_top)
-    f1, f3, fa = figures(form_top)
+    m1, m3, ma, mp = figures(mail_top)
+    f1, f3, fa, fp = figures(form_top)
     label = f"demo mailbox ({len(cases)} customers' messages)"
     row("mail", label, "intent accuracy", accuracy(mail_intent), f"form, same queries: {accuracy(form_intent):.3f}")
     row("mail", label, "queue accuracy", accuracy(mail_intent, queue),
         f"form, same queries: {accuracy(form_intent, queue):.3f}")  # fmt: skip
+    row("mail", label, "precision@1 (of answered)", mp, f"form, same queries: {fp:.3f}")
     row("mail", label, "article@1", m1, f"form, same queries: {f1:.3f}")
     row("mail", label, "article@3", m3, f"form, same queries: {f3:.3f}")
     row("mail", label, "answered", ma, f"form, same queries: {fa:.3f}")
