@@ -171,7 +171,6 @@ class Handled:
     record: MailRecord
     triage: Triage | None = None
     duplicate: bool = False
-    reply: Reply | None = None
     skipped_parts: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -259,8 +258,6 @@ class MailDesk:
         reply = None
         if not reason:
             reply = compose_reply(mail, t, hours=hours, texts=self.texts, solved_links=links if res else None)
-        if reply is None and not reason:
-            record.reply_state, record.reply_reason = "none", "automatic"
         if reply is not None:
             msg = self._message(reply, now)
             record.reply_id, record.reply_articles = msg["Message-ID"], reply.with_articles
@@ -272,7 +269,7 @@ class MailDesk:
                  record.reply_state if not reason else f"none ({reason})")  # fmt: skip
         if mail.defects:
             log.warning("mail %s: malformed MIME (%s), read leniently", key, ", ".join(mail.defects))
-        handled = Handled(record, t, reply=reply, skipped_parts=mail.skipped_parts)
+        handled = Handled(record, t, skipped_parts=mail.skipped_parts)
         return self.deliver(handled) if deliver else handled
 
     def deliver(self, handled: Handled) -> Handled:
