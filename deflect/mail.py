@@ -67,8 +67,12 @@ class InboundMail:
         if self.thread_id:
             return self.thread_id
         root = self.references[0] if self.references else self.in_reply_to
-        key = root or self.message_id or f"{self.sender}\n{self.subject}"
-        return "mail-" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:24]
+        return thread_id(root or self.message_id or f"{self.sender}\n{self.subject}")
+
+
+def thread_id(key: str) -> str:
+    """The session id of the conversation whose first message is named ``key``."""
+    return "mail-" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:24]
 
 
 def parse_message(raw: bytes) -> InboundMail:

@@ -51,7 +51,7 @@ from typing import Protocol
 from urllib.parse import quote, urlencode
 
 from deflect.core.errors import InvalidInputError
-from deflect.mail import InboundMail, Reply, Triage, compose_reply, load_templates, parse_message, triage
+from deflect.mail import InboundMail, Reply, Triage, compose_reply, load_templates, parse_message, thread_id, triage
 from deflect.store.base import Event, MailRecord, SuggestRecord, utcnow
 
 log = logging.getLogger("deflect.mail")
@@ -350,8 +350,7 @@ class MailDesk:
     def _record_unread(self, raw: bytes, source: str, now: datetime, outcome: str, error: str, *,
                        key: str | None = None) -> Handled:  # fmt: skip
         key = key or "sha256:" + hashlib.sha256(raw).hexdigest()
-        thread = "mail-" + hashlib.sha256(key.encode()).hexdigest()[:24]
-        record = MailRecord(key, source, thread, None, now, outcome, reply_state="none", reply_reason=outcome,
+        record = MailRecord(key, source, thread_id(key), None, now, outcome, reply_state="none", reply_reason=outcome,
                             error=error[:500])  # fmt: skip
         if self.store.mail_claim(record):
             log.warning("mail %s from %s: %s (%s)", key, source, outcome, error)
