@@ -199,6 +199,14 @@ class MailDesk:
         self._next_reconcile = 0.0
         self.texts = load_templates(self.settings.mail_templates)  # a bad file stops here, not at a message
 
+    @classmethod
+    def open(cls, engine) -> MailDesk:
+        """A desk on the event store the engine's settings name (its own connection)."""
+        from deflect.store import open_store
+
+        s = engine.settings
+        return cls(engine, open_store(s.database_url, s.home))
+
     # ---- one message -------------------------------------------------------------------
     def handle_raw(self, raw: bytes, source: str, *, now: datetime | None = None, deliver: bool = True) -> Handled:
         """Read and handle a raw message; a message too large or unreadable is recorded with

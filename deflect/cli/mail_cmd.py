@@ -87,19 +87,12 @@ def triage_cmd(
         )
 
 
-def _desk(engine):
-    from deflect.mailer import MailDesk
-    from deflect.store import open_store
-
-    s = engine.settings
-    return MailDesk(engine, open_store(s.database_url, s.home))
-
-
 def _replay(engine, file: Path, as_json: bool) -> None:
     """``mail triage --deliver``: each message through the desk, once."""
     from deflect.core.errors import InvalidInputError
+    from deflect.mailer import MailDesk
 
-    desk = _desk(engine)
+    desk = MailDesk.open(engine)
     counts: dict[str, int] = {}
     try:
         desk.reconcile()
@@ -132,9 +125,10 @@ def poll_cmd(
     is kept in the event store, so a restart (or a crash) starts where it stopped."""
     from deflect.engine import Engine
     from deflect.imap import poll
+    from deflect.mailer import MailDesk
 
     engine = Engine(settings_for(home))
-    desk = _desk(engine)
+    desk = MailDesk.open(engine)
     try:
         for r in poll(desk, engine.settings, once=once, interval=interval):
             outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r.outcomes.items())) or "nothing new"

@@ -147,14 +147,12 @@ def open_desk(app, engine, *, reconcile: bool = True):
     made once (at start, by the lifespan, or on first use) and reconciled then: what a crash
     left unsent is sent, what it left half-sent is marked. None while the store cannot be opened."""
     from deflect.mailer import MailDesk
-    from deflect.store import open_store
 
     with _DESK_LOCK:
         desk = getattr(app.state, "mail_desk", None)
         if desk is None:
-            settings = engine.settings
             try:
-                desk = MailDesk(engine, open_store(settings.database_url, settings.home))
+                desk = MailDesk.open(engine)
             except StoreError as exc:
                 log.warning("inbound mail: the event store cannot be opened: %s", exc)
                 return None
