@@ -248,17 +248,11 @@ class StoreBase:
         """Store ``m`` unless a message with its key is stored already; True when it was new.
         This is the lock that keeps a message from being handled twice (by two pollers, a
         retried webhook, or a restart)."""
-        cols = ", ".join(MAIL_COLUMNS)
-        marks = ", ".join(f":{c}" for c in MAIL_COLUMNS)
-        sql = f"INSERT INTO mail_messages ({cols}) VALUES ({marks}) ON CONFLICT (message_key) DO NOTHING"
-        return self.modify_all([(sql, m.values())])[0] == 1
+        return self.mail_claim_many([m]) == 1
 
     def mail_claim_many(self, records: Sequence[MailRecord]) -> int:
         """Store many messages in one transaction (``deflect simulate``); returns how many were new."""
-        cols = ", ".join(MAIL_COLUMNS)
-        marks = ", ".join(f":{c}" for c in MAIL_COLUMNS)
-        sql = f"INSERT INTO mail_messages ({cols}) VALUES ({marks}) ON CONFLICT (message_key) DO NOTHING"
-        return sum(self.modify_all([(sql, m.values()) for m in records])) if records else 0
+        return sum(self.modify_all([(_CLAIM_SQL, m.values()) for m in records])) if records else 0
 
     def mail_update(self, key: str, expect_state: str | None = None, **changes) -> bool:
         """Change columns of one stored message; with ``expect_state``, only if its
@@ -359,6 +353,12 @@ MAIL_COLUMNS = (
     "queue", "priority", "followup", "reply_state", "reply_reason", "reply_id", "reply_articles", "replied_at",
     "error", "simulated", "reply_message", "attempts",
 )  # fmt: skip
+
+
+_CLAIM_SQL = (
+    f"INSERT INTO mail_messages ({', '.join(MAIL_COLUMNS)}) VALUES ({', '.join(f':{c}' for c in MAIL_COLUMNS)}) "
+    "ON CONFLICT (message_key) DO NOTHING"
+)
 
 
 def _when(v) -> datetime | None:
