@@ -65,7 +65,7 @@ def mail_summary(
         p["no"] = False
     where = f"WHERE {' AND '.join(cond)}" if cond else ""
     and_ = "AND" if cond else "WHERE"
-    counts, times = store.query_all(
+    counts, times, ((threads,),) = store.query_all(  # one read transaction: the figures agree
         [
             (
                 f"SELECT outcome, reply_state, reply_reason, reply_articles, followup, COUNT(*) "
@@ -78,6 +78,7 @@ def mail_summary(
                 "AND replied_at IS NOT NULL",
                 p,
             ),
+            (f"SELECT COUNT(DISTINCT thread) FROM mail_messages {where}", p),
         ]
     )
     out = MailSummary()
@@ -93,7 +94,6 @@ def mail_summary(
             out.with_articles += n
         if bool(followup):
             out.followups += n
-    ((threads,),) = store.query_all([(f"SELECT COUNT(DISTINCT thread) FROM mail_messages {where}", p)])[0]
     out.threads = int(threads)
     out.by_outcome, out.replies, out.not_answered = dict(by_outcome), dict(replies), dict(not_answered)
     secs = sorted((_t(b) - _t(a)).total_seconds() for a, b in times)
