@@ -108,8 +108,8 @@ def poll_once(desk, client, mailbox: str, folder: str = "INBOX") -> PollResult:
                 result.count("duplicate" if handled.duplicate else "too_large")
             result.fetched += 1
             store.set_mail_cursor(mailbox, uidvalidity, uid)
-    if cursor is None or result.uidvalidity_changed:
-        store.set_mail_cursor(mailbox, uidvalidity, uids[-1] if uids else 0)
+    if not uids and (cursor is None or result.uidvalidity_changed):  # else the loop wrote it
+        store.set_mail_cursor(mailbox, uidvalidity, 0)
     return result
 
 
