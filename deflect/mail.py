@@ -414,15 +414,15 @@ def compose_reply(mail: InboundMail, result: Triage, *, hours: int = 24,
         return None
     lang = reply_language(mail)
     t = (texts or REPLY_TEXTS)[lang]
-    solved_links = solved_links(lang) if solved_links is not None and result.suggestions else {}
+    links = solved_links(lang) if solved_links is not None and result.suggestions else {}
     parts = [t["hello"], t["ack"].format(hours=hours)]
     with_articles = bool(result.suggestions) and not result.abstained
     if with_articles:
         lines = []
         for s in result.suggestions:
             lines.append(f"- {s['title']}: {s['url']}" if s.get("url") else f"- {s['title']}")
-            if solved_links and s["article_id"] in solved_links:
-                lines.append(f"  {t['solved_link']}: {solved_links[s['article_id']]}")
+            if s["article_id"] in links:
+                lines.append(f"  {t['solved_link']}: {links[s['article_id']]}")
         parts += [t["articles"] + "\n" + "\n".join(lines), t["solved"]]
     parts.append(t["bye"])
     subject = mail.subject if re.match(r"(?i)^(re|aw|回复|回覆|balas)\s*[:：]", mail.subject) else f"Re: {mail.subject}"
