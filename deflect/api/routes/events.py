@@ -47,7 +47,7 @@ async def post_events(body: EventsRequest, request: Request, engine: EngineDep):
             return over
     recorder = getattr(request.app.state, "recorder", None)
     if recorder is None:
-        return _store_unavailable()
+        return store_unavailable()
     now = utcnow()
     provenance = engine.provenance
     events: list[Event] = []
@@ -73,7 +73,7 @@ async def post_events(body: EventsRequest, request: Request, engine: EngineDep):
         res = await asyncio.wrap_future(recorder.submit_events(events, rejected))
     except StoreError as exc:  # not committed, so not acknowledged: the widget sends the batch again
         log.warning("events not stored (%d): %s", len(events) + len(rejected), exc)
-        return _store_unavailable()
+        return store_unavailable()
     counted = request.app.state.metrics.events
     for outcome, n in (("accepted", res.accepted), ("duplicate", res.duplicates), ("rejected", res.rejected)):
         if n:
@@ -81,14 +81,14 @@ async def post_events(body: EventsRequest, request: Request, engine: EngineDep):
     return EventsResponse(accepted=res.accepted, duplicates=res.duplicates, rejected=res.rejected)
 
 
-def _store_unavailable() -> JSONResponse:
-    """503 with ``Retry-After``: nothing of the batch was stored, the widget keeps it. The
-    reason (which names the store) is in the server log only."""
+def store_unavailable(
+    message: str = "the event store is unavailable: nothing of this batch was stored; send it again later",
+    retry_after: int = RETRY_AFTER_SECONDS,
+) -> JSONResponse:
+    """503 with ``Retry-After``: nothing was stored, the caller sends it again. The reason
+    (which names the store) is in the server log only."""
     return JSONResponse(
         status_code=503,
-        content={
-            "error": "store_unavailable",
-            "message": "the event store is unavailable: nothing of this batch was stored; send it again later",
-        },
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        content={"error": "store_unavailable", "message": message},
+        headers={"Retry-After": str(retry_after)},
     )

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deflect.api.deps import EngineDep
+from deflect.api.routes.events import store_unavailable
 from deflect.api.routes.suggest import encoder_pool
 from deflect.api.schemas import ID_PATTERN
 from deflect.core.errors import InvalidInputError, StoreError
@@ -163,11 +164,7 @@ def open_desk(app, engine, *, reconcile: bool = True):
 
 
 def _store_unavailable() -> JSONResponse:
-    return JSONResponse(
-        status_code=503,
-        content={"error": "store_unavailable", "message": "the event store is unavailable; send the message again"},
-        headers={"Retry-After": "30"},
-    )
+    return store_unavailable("the event store is unavailable; send the message again", 30)
 
 
 # ---- "this solved it": the links in acknowledgements ---------------------------------------
